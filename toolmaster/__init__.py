@@ -1,0 +1,1 @@
+"""ToolMaster: trial-then-execute tool learning on Ray."""

@@ -1,0 +1,189 @@
+"""One configuration schema, from YAML (plus dotted ``key=value`` overrides) to every component.
+
+Every section forbids unknown keys, so a typo fails at load time instead of being silently ignored.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    path: str | None = Field(None, description="HF model directory; None means build the tiny model")
+    tie_embeddings: bool = False
+    hidden_size: int = Field(128, ge=32)
+    num_layers: int = Field(4, ge=1)
+    num_heads: int = Field(4, ge=1)
+    num_kv_heads: int = Field(2, ge=1)
+    intermediate_size: int = Field(512, ge=32)
+    vocab_size: int = Field(4096, ge=512, description="BPE vocabulary trained locally")
+    max_position_embeddings: int = Field(2048, ge=128)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _head_dim(self) -> "ModelConfig":
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if self.hidden_size // self.num_heads < 32:
+            raise ValueError(
+                f"head_dim {self.hidden_size // self.num_heads} < 32 (hidden_size/num_heads); vLLM CPU needs >= 32")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_heads {self.num_heads} is not divisible by num_kv_heads {self.num_kv_heads}")
+        return self
+
+
+class ToolworldConfig(Section):
+    seed: int = 0
+    min_hops: int = Field(1, ge=1, le=6)
+    max_hops: int = Field(2, ge=1, le=6)
+    distractors: int = Field(1, ge=0, le=8, description="extra tools in each task that the task does not need")
+    quirk_rate: float = Field(0.8, ge=0.0, le=1.0, description="chance that a tool has a hidden argument rule")
+    entities_per_tool: int = Field(12, ge=2)
+
+    @model_validator(mode="after")
+    def _hops(self) -> "ToolworldConfig":
+        if self.min_hops > self.max_hops:
+            raise ValueError(f"min_hops {self.min_hops} > max_hops {self.max_hops}")
+        return self
+
+
+class ToolHopConfig(Section):
+    data: str = "../shared/data/toolhop/toolhop_100.jsonl"
+    test_fraction: float = Field(1.0, ge=0.0, le=1.0, description="items from the end of the file used as test")
+
+
+class EnvConfig(Section):
+    name: Literal["toolworld", "toolhop"] = "toolworld"
+    max_turns: int = Field(9, ge=1, description="assistant turns per episode (ToolHop's official limit is 9)")
+    toolworld: ToolworldConfig = ToolworldConfig()
+    toolhop: ToolHopConfig = ToolHopConfig()
+
+
+class SandboxConfig(Section):
+    workers: int = Field(2, ge=1)
+    timeout_s: float = Field(10.0, gt=0, description="wall-clock limit per tool call")
+    memory_mb: int = Field(1024, ge=128, description="address-space cap of a sandbox process")
+    output_chars: int = Field(2000, ge=64, description="observations are cut to this many characters")
+
+
+class RewardConfig(Section):
+    """Weights of the plain reward functions in toolmaster.rewards (0 switches one off)."""
+    correctness: float = 1.0
+    format: float = 0.1
+    turn_cost: float = 0.0
+    trial_cost: float = 0.0
+
+
+class SynthConfig(Section):
+    num_tasks: int = Field(500, ge=1)
+    seed: int = 0
+    trial: bool = True
+    mistake_rate: float = Field(0.3, ge=0.0, le=1.0, description="chance of an injected mistake per execution call")
+    max_tokens: int = Field(1024, ge=64, description="trajectories longer than this are dropped")
+    probe_distractors: bool = Field(True, description="the teacher also probes distractor tools in the trial phase")
+
+
+class GenerationConfig(Section):
+    max_new_tokens: int = Field(96, ge=1)
+    temperature: float = Field(0.0, ge=0.0)
+    batch_size: int = Field(16, ge=1)
+
+
+class EvalConfig(Section):
+    policy: Literal["model", "oracle", "empty"] = "model"
+    split: Literal["train", "test", "test_ood"] = "test"
+    num_tasks: int = Field(50, ge=1)
+    seed: int = 1234
+    generation: GenerationConfig = GenerationConfig()
+
+
+class Config(Section):
+    run_dir: str = "runs/default"
+    model: ModelConfig = ModelConfig()
+    env: EnvConfig = EnvConfig()
+    sandbox: SandboxConfig = SandboxConfig()
+    rewards: RewardConfig = RewardConfig()
+    synth: SynthConfig = SynthConfig()
+    eval: EvalConfig = EvalConfig()
+
+
+class ConfigError(ValueError):
+    """A configuration value was rejected; the message names the field and the value."""
+
+
+def _lookup(data: Any, path: tuple) -> Any:
+    for key in path:
+        if isinstance(data, dict) and key in data:
+            data = data[key]
+        elif isinstance(data, list) and isinstance(key, int) and key < len(data):
+            data = data[key]
+        else:
+            return "<missing>"
+    return data
+
+
+def _format_error(err: ValidationError, data: dict) -> str:
+    lines = []
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "<root>"
+        value = e.get("input", _lookup(data, e["loc"])) if e["loc"] else None
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{field}: unknown field (value {value!r})")
+        else:
+            lines.append(f"{field} = {value!r}: {e['msg']}")
+    return "invalid config:\n  " + "\n  ".join(lines)
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Set ``a.b.c=value`` pairs in a nested dict; values are parsed as YAML scalars ("3" -> 3)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"override {item!r} has an empty key segment")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        for p in parts[:-1]:
+            child = node.setdefault(p, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {p!r} is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def build_config(data: dict | None = None, overrides: list[str] | None = None) -> Config:
+    data = apply_overrides(dict(data or {}), list(overrides or []))
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, data)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist")
+        loaded = yaml.safe_load(path.read_text())
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {str(path)!r} must hold a mapping, got {type(loaded).__name__}")
+        data = loaded or {}
+    return build_config(data, overrides)
+
+
+def dump_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))

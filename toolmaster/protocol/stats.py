@@ -1,0 +1,53 @@
+"""Per-episode counters: trial calls, execution calls, errors and self-corrections.
+
+The tracker keeps an ordered event log and derives the counters from it, because whether early calls
+were trials is only known once (and if) an ``<experience>`` note appears.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class EpisodeStats:
+    events: list = field(default_factory=list)  # ("call", tool, ok) | ("experience",) | ("parse_error",) | ("turn",)
+
+    def record_turn(self, experience_written: bool, parse_errors: int) -> None:
+        self.events.append(("turn",))
+        if experience_written:
+            self.events.append(("experience",))
+        self.events.extend([("parse_error",)] * parse_errors)
+
+    def record_call(self, tool: str | None, ok: bool) -> None:
+        self.events.append(("call", tool, ok))
+
+    def summary(self) -> dict:
+        """Calls before the first experience note are trial calls; the rest (all calls, when no note was
+        written) are execution calls. A correction is an execution call that succeeds on a tool whose
+        execution call failed before; each failure is corrected at most once."""
+        first_note = next((i for i, e in enumerate(self.events) if e[0] == "experience"), None)
+        trial = execution = failed = corrections = 0
+        pending: dict[str, int] = {}
+        for i, event in enumerate(self.events):
+            if event[0] != "call":
+                continue
+            _, tool, ok = event
+            failed += not ok
+            if first_note is not None and i < first_note:
+                trial += 1
+                continue
+            execution += 1
+            if not ok:
+                pending[tool] = pending.get(tool, 0) + 1
+            elif pending.get(tool):
+                pending[tool] -= 1
+                corrections += 1
+        return {
+            "turns": sum(e[0] == "turn" for e in self.events),
+            "trial_calls": trial,
+            "execution_calls": execution,
+            "failed_calls": failed,
+            "parse_errors": sum(e[0] == "parse_error" for e in self.events),
+            "corrections": corrections,
+            "wrote_experience": first_note is not None,
+        }
