@@ -46,6 +46,7 @@ class ToolworldConfig(Section):
     distractors: int = Field(1, ge=0, le=8, description="extra tools in each task that the task does not need")
     quirk_rate: float = Field(0.8, ge=0.0, le=1.0, description="chance that a tool has a hidden argument rule")
     entities_per_tool: int = Field(12, ge=2)
+    eval_tasks: int = Field(50, ge=1, description="tasks per evaluation when no limit is given (toolworld is unlimited)")
 
     @model_validator(mode="after")
     def _hops(self) -> "ToolworldConfig":
@@ -87,7 +88,7 @@ class SynthConfig(Section):
     trial: bool = True
     mistake_rate: float = Field(0.3, ge=0.0, le=1.0, description="chance of an injected mistake per execution call")
     max_tokens: int = Field(1024, ge=64, description="trajectories longer than this are dropped")
-    probe_distractors: bool = Field(True, description="the teacher also probes distractor tools in the trial phase")
+    probe_distractors: bool = Field(False, description="the teacher also probes distractor tools in the trial phase")
 
 
 class GenerationConfig(Section):
@@ -99,8 +100,8 @@ class GenerationConfig(Section):
 class EvalConfig(Section):
     policy: Literal["model", "oracle", "empty"] = "model"
     split: Literal["train", "test", "test_ood"] = "test"
-    num_tasks: int = Field(50, ge=1)
-    seed: int = 1234
+    num_tasks: int | None = Field(None, ge=1, description="None: the whole split (toolworld: env.toolworld.eval_tasks)")
+    model: str | None = Field(None, description="model directory for policy=model")
     generation: GenerationConfig = GenerationConfig()
 
 

@@ -1,0 +1,31 @@
+"""The record of one episode: the conversation, its outcome and its counters."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Episode:
+    episode_id: str
+    task_id: str
+    messages: list[dict]
+    tools: list[dict]
+    answer: str | None = None
+    finish_reason: str = "running"  # answer | max_turns | running
+    last_observation: str | None = None
+    stats: dict = field(default_factory=dict)
+    correct: bool = False
+    rewards: dict = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        return self.finish_reason != "running"
+
+    @property
+    def final_message(self) -> str | None:
+        return next((m["content"] for m in reversed(self.messages) if m["role"] == "assistant"), None)
+
+    def to_record(self) -> dict:
+        return {"episode_id": self.episode_id, "task_id": self.task_id, "answer": self.answer,
+                "finish_reason": self.finish_reason, "correct": self.correct, "stats": self.stats,
+                "rewards": self.rewards, "turns": sum(m["role"] == "assistant" for m in self.messages)}

@@ -1,0 +1,17 @@
+"""Environments behind one interface (toolmaster.envs.base.Environment)."""
+from __future__ import annotations
+
+from toolmaster.envs.base import Environment, Task
+
+
+def make_env(env_cfg) -> Environment:
+    if env_cfg.name == "toolworld":
+        from toolmaster.envs.toolworld import ToolWorld
+        return ToolWorld(env_cfg.toolworld)
+    if env_cfg.name == "toolhop":
+        from toolmaster.envs.toolhop import ToolHop
+        return ToolHop(env_cfg.toolhop)
+    raise ValueError(f"unknown environment {env_cfg.name!r}")
+
+
+__all__ = ["Environment", "Task", "make_env"]

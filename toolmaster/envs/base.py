@@ -1,0 +1,45 @@
+"""The environment interface: tasks (question, tools, reference) and how an episode is scored."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from toolmaster.tools.base import Tool
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    question: str
+    tools: tuple[Tool, ...]
+    reference: str
+    metadata: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def schemas(self) -> list[dict]:
+        return [t.schema for t in self.tools]
+
+    def tool(self, name: str) -> Tool | None:
+        return next((t for t in self.tools if t.name == name), None)
+
+
+class Environment(ABC):
+    name: str
+    metric: str  # the benchmark's own metric name, e.g. "success" (0–1) or "accuracy" (0–100)
+    splits: tuple[str, ...]
+
+    @abstractmethod
+    def tasks(self, split: str, num: int | None = None, start: int = 0) -> list[Task]:
+        """Tasks of a split; ``num=None`` means all of a finite split."""
+
+    @abstractmethod
+    def is_correct(self, task: Task, final_message: str | None, answer: str | None,
+                   last_observation: str | None) -> bool:
+        """The environment's own correctness rule for a finished episode."""
+
+    def metric_value(self, correct: list[bool]) -> float:
+        return sum(correct) / len(correct) if correct else 0.0
+
+    def _check_split(self, split: str) -> None:
+        if split not in self.splits:
+            raise ValueError(f"{self.name} has no split {split!r}; splits: {list(self.splits)}")

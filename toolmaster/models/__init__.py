@@ -1,0 +1,1 @@
+"""Model building and loading (the tiny local model for laptops and CI)."""

@@ -1,0 +1,37 @@
+"""Reward functions: plain functions of a finished episode, combined with weights from config.
+
+Correctness is decided by the environment (``Episode.correct``); the others read the episode's counters.
+"""
+from __future__ import annotations
+
+
+def correctness(episode) -> float:
+    return 1.0 if episode.correct else 0.0
+
+
+def format_validity(episode) -> float:
+    """1 when the episode ended with an answer and every turn parsed cleanly."""
+    return 1.0 if episode.finish_reason == "answer" and episode.stats.get("parse_errors", 0) == 0 else 0.0
+
+
+def turn_cost(episode) -> float:
+    return -float(episode.stats.get("turns", 0))
+
+
+def trial_cost(episode) -> float:
+    return -float(episode.stats.get("trial_calls", 0))
+
+
+REWARD_FUNCTIONS = {"correctness": correctness, "format": format_validity, "turn_cost": turn_cost,
+                    "trial_cost": trial_cost}
+
+
+def score_episode(episode, weights=None) -> dict:
+    """Each weighted component and their sum under ``total``; ``weights`` is a RewardConfig or a dict."""
+    if weights is None:
+        weights = {"correctness": 1.0}
+    elif not isinstance(weights, dict):
+        weights = weights.model_dump()
+    parts = {name: REWARD_FUNCTIONS[name](episode) for name, w in weights.items() if w}
+    parts["total"] = sum(weights[name] * value for name, value in parts.items())
+    return parts

@@ -1,0 +1,1 @@
+"""Teachers that write training trajectories, and the synthesis pipeline that filters and saves them."""

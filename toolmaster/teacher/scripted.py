@@ -1,0 +1,84 @@
+"""A scripted toolworld teacher: trial → experience → execution with injected mistakes → answer.
+
+It is a Policy: it plays its episodes through the real agent loop and tools, so every observation in a
+trajectory is what the tool really returned. It knows each task's plan and quirks from the task metadata
+and reads hop results from the observations it gets back.
+"""
+from __future__ import annotations
+
+import json
+import random
+
+from toolmaster.envs.toolworld.quirks import Quirk
+
+
+def call_text(name: str, arguments: dict) -> str:
+    return "<tool_call>\n" + json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False) + "\n</tool_call>"
+
+
+def _call(task, tool: str, entity: str, correct: bool) -> str:
+    quirk = Quirk(**task.metadata["quirks"][tool])
+    key, extra = quirk.encode(entity) if correct else quirk.naive(entity)
+    return call_text(tool, {task.metadata["params"][tool]: key, **extra})
+
+
+def _read_value(observation: str | None, relation: str) -> str | None:
+    try:
+        return json.loads(observation)[relation]
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
+def teacher_script(task, rng: random.Random, trial: bool, mistake_rate: float, probe_distractors: bool):
+    """A generator of assistant turns; each ``send`` gives it the observations of its previous turn."""
+    meta = task.metadata
+    plan, chain = meta["plan"], meta["chain"]
+    note = None
+    if trial:
+        probes = [t.name for t in task.tools] if probe_distractors else list(plan)
+        yield "\n".join(_call(task, tool, chain[0], correct=False) for tool in probes)
+        note = " ".join(Quirk(**meta["quirks"][t]).describe(t, meta["params"][t]) for t in probes)
+    entity = chain[0]
+    for tool in plan:
+        quirk = Quirk(**meta["quirks"][tool])
+        # Without a trial the first call of a quirky tool is naive; with one, mistakes are injected.
+        wrong_first = quirk.kind != "none" and (not trial or rng.random() < mistake_rate)
+        attempts = [False, True] if wrong_first else [True]
+        for correct in attempts:
+            text = _call(task, tool, entity, correct)
+            if note is not None:
+                text, note = f"<experience>{note}</experience>\n{text}", None
+            observations = yield text
+        value = _read_value(observations[-1] if observations else None, meta["relations"][tool])
+        entity = value if value is not None else entity
+    yield f"<answer>{entity}</answer>"
+
+
+class ScriptedTeacher:
+    """Policy over toolworld tasks; one script per episode id."""
+
+    def __init__(self, seed: int = 0, trial: bool = True, mistake_rate: float = 0.3, probe_distractors: bool = False):
+        self.seed, self.trial, self.mistake_rate, self.probe_distractors = seed, trial, mistake_rate, probe_distractors
+        self._scripts: dict = {}
+
+    def generate(self, requests) -> list[str]:
+        out = []
+        for req in requests:
+            script = self._scripts.get(req.episode_id)
+            if script is None:
+                rng = random.Random(f"teacher:{self.seed}:{req.episode_id}")
+                script = self._scripts[req.episode_id] = teacher_script(
+                    req.task, rng, self.trial, self.mistake_rate, self.probe_distractors)
+                text = next(script)
+            else:
+                tail = []
+                for msg in reversed(req.messages):
+                    if msg["role"] != "tool":
+                        break
+                    tail.append(msg["content"])
+                try:
+                    text = script.send(list(reversed(tail)))
+                except StopIteration:
+                    text = "<answer></answer>"
+            out.append(text)
+        return out
