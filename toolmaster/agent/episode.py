@@ -11,7 +11,7 @@ class Episode:
     messages: list[dict]
     tools: list[dict]
     answer: str | None = None
-    finish_reason: str = "running"  # answer | max_turns | running
+    finish_reason: str = "running"  # answer | max_turns | context_limit | running
     last_observation: str | None = None
     stats: dict = field(default_factory=dict)
     correct: bool = False

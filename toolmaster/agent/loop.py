@@ -68,6 +68,9 @@ def run_episodes(policy: Policy, tasks: list[Task], env: Environment, runner: To
             break
         texts = policy.generate([TurnRequest(episodes[i].episode_id, episodes[i].messages, tasks[i]) for i in active])
         for i, text in zip(active, texts):
+            if text is None:  # the policy cannot continue (the conversation outgrew its context)
+                episodes[i].finish_reason = "context_limit"
+                continue
             take_turn(episodes[i], tasks[i], text, runner, trackers[i])
         if on_turn:
             on_turn(turn + 1, len(active))

@@ -1,0 +1,105 @@
+"""The ``toolmaster`` command: quickstart, tiny-model, synth, eval.
+
+Every command takes ``--config FILE`` and trailing dotted ``key=value`` overrides; its own flags are
+shorthands for overrides, applied first, so an explicit ``key=value`` wins.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from toolmaster.config import ConfigError, load_config
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML config file (see configs/)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides, e.g. env.max_turns=6")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="toolmaster", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("tiny-model", help="build the tiny Qwen2 model and its local tokenizer")
+    p.add_argument("--out", required=True)
+    p.add_argument("--tie-embeddings", action="store_true")
+    _common(p)
+
+    p = sub.add_parser("synth", help="synthesize teacher trajectories (a datasets dataset + summary.json)")
+    p.add_argument("--env", default=None, choices=["toolworld"])
+    p.add_argument("--num-tasks", type=int)
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--no-trial", action="store_true", help="write the same tasks without the trial phase")
+    p.add_argument("--tokenizer", help="model dir whose tokenizer measures trajectory length")
+    _common(p)
+
+    p = sub.add_parser("eval", help="evaluate a policy; writes OUT/report.json")
+    p.add_argument("--env", choices=["toolworld", "toolhop"])
+    p.add_argument("--data", help="benchmark data file or folder (toolhop)")
+    p.add_argument("--policy", choices=["model", "oracle", "empty"])
+    p.add_argument("--model", help="model directory for --policy model")
+    p.add_argument("--split", choices=["train", "test", "test_ood"])
+    p.add_argument("--limit", type=int, help="evaluate the first N items only")
+    p.add_argument("--out", required=True)
+    _common(p)
+
+    p = sub.add_parser("quickstart", help="tiny model → synthesis → evaluation on held-out toolworld tools")
+    p.add_argument("--out", default="runs/quickstart")
+    p.add_argument("--no-trial", action="store_true")
+    _common(p)
+    return parser
+
+
+def _flag_overrides(args) -> list[str]:
+    pairs = {
+        "env": "env.name", "num_tasks": "synth.num_tasks", "seed": "synth.seed", "data": "env.toolhop.data",
+        "policy": "eval.policy", "model": "eval.model", "split": "eval.split", "limit": "eval.num_tasks",
+    }
+    out = [f"{key}={getattr(args, attr)}" for attr, key in pairs.items() if getattr(args, attr, None) is not None]
+    if getattr(args, "no_trial", False):
+        out.append("synth.trial=false")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("TOOLMASTER_LOG", "WARNING"))
+    args = _parser().parse_args(argv)
+    try:
+        cfg = load_config(args.config, _flag_overrides(args) + list(args.overrides))
+    except ConfigError as err:
+        print(f"toolmaster: {err}", file=sys.stderr)
+        return 2
+    from toolmaster import console
+
+    if args.command == "tiny-model":
+        from toolmaster.models.tiny import build_tiny_model
+        with console.status("building the tiny model and training its tokenizer"):
+            facts = build_tiny_model(cfg, args.out, tie_embeddings=args.tie_embeddings or None)
+        console.print_json("tiny model written to " + args.out, facts)
+    elif args.command == "synth":
+        from toolmaster.teacher.synth import synthesize
+        tokenizer = None
+        if args.tokenizer:
+            from transformers import AutoTokenizer
+            tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+        with console.progress("synthesizing", cfg.synth.num_tasks) as advance:
+            summary = synthesize(cfg, args.out, tokenizer, progress=advance)
+        console.print_json("synthesis summary (" + args.out + "/summary.json)", summary)
+    elif args.command == "eval":
+        from toolmaster.evaluation.runner import evaluate
+        with console.progress("episode turns", cfg.env.max_turns) as advance:
+            report = evaluate(cfg, args.out, progress=lambda turn, active: advance(turn, cfg.env.max_turns))
+        console.print_json("evaluation (" + args.out + "/report.json)",
+                           {k: v for k, v in report.items() if k != "items"})
+    elif args.command == "quickstart":
+        from toolmaster.quickstart import quickstart
+        quickstart(cfg, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Evaluation: run a policy over an environment split and write the benchmark's report."""
