@@ -65,7 +65,15 @@ def _flag_overrides(args) -> list[str]:
     return out
 
 
+# CPU-friendly defaults for the engines (a user's own settings win): one BLAS thread per process, a small
+# vLLM CPU KV cache, no hub access, offline wandb.
+_ENV_DEFAULTS = {"OMP_NUM_THREADS": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1",
+                 "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false", "VLLM_LOGGING_LEVEL": "WARNING"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    for key, value in _ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
     logging.basicConfig(level=os.environ.get("TOOLMASTER_LOG", "WARNING"))
     args = _parser().parse_args(argv)
     try:

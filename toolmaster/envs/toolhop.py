@@ -88,7 +88,9 @@ class ToolHop(Environment):
         return pool[start:end]
 
     def is_correct(self, task, final_message, answer, last_observation) -> bool:
-        return official_correct(task.reference, final_message, last_observation)
+        # The official rule reads the last assistant message; in this protocol that message's content is the
+        # <answer> body (the tags themselves would match short gold answers such as "er" or "s").
+        return official_correct(task.reference, answer if answer is not None else final_message, last_observation)
 
     def metric_value(self, correct: list[bool]) -> float:
         return 100.0 * sum(correct) / len(correct) if correct else 0.0

@@ -1,0 +1,38 @@
+import os
+
+for key, value in {"OMP_NUM_THREADS": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1",
+                   "WANDB_MODE": "offline", "DS_ACCELERATOR": "cpu", "TOKENIZERS_PARALLELISM": "false",
+                   "VLLM_LOGGING_LEVEL": "WARNING", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}.items():
+    os.environ.setdefault(key, value)
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from toolmaster.config import Config, build_config  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+TOOLHOP = DATA / "toolhop" / "toolhop_100.jsonl"
+
+
+@pytest.fixture(scope="session")
+def cfg() -> Config:
+    return build_config({})
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, cfg) -> str:
+    from toolmaster.models.tiny import build_tiny_model
+
+    out = tmp_path_factory.mktemp("tiny") / "model"
+    build_tiny_model(cfg, out)
+    return str(out)
+
+
+@pytest.fixture
+def sandbox():
+    from toolmaster.tools.sandbox import SandboxPool
+
+    pool = SandboxPool(workers=1, timeout_s=2.0, memory_mb=512, output_chars=500)
+    yield pool
+    pool.close()

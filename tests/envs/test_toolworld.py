@@ -1,0 +1,104 @@
+import json
+import re
+
+from toolmaster.agent.loop import run_episodes
+from toolmaster.config import build_config
+from toolmaster.envs import make_env
+from toolmaster.envs.toolworld.quirks import IN_DOMAIN_KINDS, OOD_KINDS
+from toolmaster.teacher.scripted import ScriptedTeacher
+from toolmaster.tools.base import ToolRunner
+
+
+def _names(tasks):
+    tools, params, entities = set(), set(), set()
+    for t in tasks:
+        for tool in t.tools:
+            tools.add(tool.name)
+            params.update(tool.schema["parameters"]["properties"])
+            entities.update(re.findall(r"'([a-z]+)'", tool.executor.source.split("\n")[1]))
+        entities.update(t.metadata["chain"])
+    return tools, params, entities
+
+
+def test_same_seed_same_tasks_and_seed_changes_them(cfg):
+    env = make_env(cfg.env)
+    a, b = env.tasks("train", 20), env.tasks("train", 20)
+    assert a == b and [t.metadata for t in a] == [t.metadata for t in b]
+    other = make_env(build_config({}, ["env.toolworld.seed=1"]).env).tasks("train", 20)
+    assert [t.question for t in other] != [t.question for t in a]
+
+
+def test_test_split_disjoint_from_train(cfg):
+    env = make_env(cfg.env)
+    train = _names(env.tasks("train", 300))
+    for split in ("test", "test_ood"):
+        held_out = _names(env.tasks(split, 300))
+        for kind, tr, te in zip(("tool names", "parameter names", "entities"), train, held_out):
+            assert not tr & te, f"{split} shares {kind} with train: {sorted(tr & te)[:5]}"
+
+
+def test_quirk_kinds_and_values_per_split(cfg):
+    env = make_env(cfg.env)
+
+    def quirks(split):
+        return [q for t in env.tasks(split, 200) for q in t.metadata["quirks"].values() if q["kind"] != "none"]
+
+    train, test, ood = quirks("train"), quirks("test"), quirks("test_ood")
+    assert {q["kind"] for q in train} == set(IN_DOMAIN_KINDS) == {q["kind"] for q in test}
+    assert {q["kind"] for q in ood} == set(OOD_KINDS)
+    # same kinds, new behaviour: prefixes, suffixes and option values of test tools are never train's
+    for kind in ("prefix", "suffix", "enum"):
+        assert not {q["value"] for q in train if q["kind"] == kind} & {q["value"] for q in test if q["kind"] == kind}
+
+
+def test_difficulty_knobs(cfg):
+    c = build_config({}, ["env.toolworld.min_hops=3", "env.toolworld.max_hops=3", "env.toolworld.distractors=2",
+                          "env.toolworld.quirk_rate=0"])
+    for t in make_env(c.env).tasks("train", 10):
+        assert t.metadata["hops"] == 3 and len(t.tools) == 5
+        assert all(q["kind"] == "none" for q in t.metadata["quirks"].values())
+
+
+def test_tools_reveal_their_rule_in_errors(cfg):
+    env = make_env(cfg.env)
+    runner = ToolRunner.from_config(cfg.sandbox)
+    try:
+        seen = set()
+        for task in env.tasks("train", 40):
+            first = task.metadata["plan"][0]
+            quirk = task.metadata["quirks"][first]
+            if quirk["kind"] == "none" or quirk["kind"] in seen:
+                continue
+            seen.add(quirk["kind"])
+            param = task.metadata["params"][first]
+            args = {param: task.metadata["chain"][0]}
+            if quirk["kind"] == "enum":
+                args[quirk["option"]] = "default"
+            result = runner.run(task.tool(first), args)
+            assert not result.ok and quirk["value"] in result.content
+        assert seen == set(IN_DOMAIN_KINDS)
+    finally:
+        runner.close()
+
+
+def test_scripted_teacher_trajectories_replay_correct(cfg):
+    env = make_env(cfg.env)
+    runner = ToolRunner.from_config(cfg.sandbox)
+    try:
+        for split in ("train", "test", "test_ood"):
+            tasks = env.tasks(split, 40)
+            episodes = run_episodes(ScriptedTeacher(trial=True, mistake_rate=0.5), tasks, env, runner,
+                                    max_turns=cfg.env.max_turns)
+            assert all(e.correct for e in episodes), [e.answer for e in episodes if not e.correct]
+            assert sum(e.stats["corrections"] for e in episodes) > 0
+            assert all(e.stats["trial_calls"] > 0 for e in episodes)
+            # replay: re-running the recorded calls through fresh tools gives the recorded observations
+            for ep, task in zip(episodes[:10], tasks[:10]):
+                for i, msg in enumerate(ep.messages):
+                    if msg["role"] == "assistant" and "<tool_call>" in msg["content"]:
+                        body = msg["content"].split("<tool_call>\n")[1].split("\n</tool_call>")[0]
+                        call = json.loads(body)
+                        replayed = runner.run(task.tool(call["name"]), call["arguments"])
+                        assert replayed.content == ep.messages[i + 1]["content"]
+    finally:
+        runner.close()
