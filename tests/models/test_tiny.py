@@ -68,7 +68,8 @@ def main():
     logp = torch.log_softmax(logits, -1)
     hf_lp = [logp[len(prompt_ids) + i - 1, t].item() for i, t in enumerate(gen_ids)]
     vl_lp = [out.outputs[0].logprobs[i][t].logprob for i, t in enumerate(gen_ids)]
-    print(json.dumps({"n": len(gen_ids), "prompt_len": len(prompt_ids), "max_diff": max(abs(a - b) for a, b in zip(hf_lp, vl_lp))}))
+    result = {"n": len(gen_ids), "prompt_len": len(prompt_ids), "max_diff": max(abs(a - b) for a, b in zip(hf_lp, vl_lp))}
+    open(sys.argv[3], "w").write(json.dumps(result))  # stdout also carries vLLM's shutdown logs
 
 
 if __name__ == "__main__":  # vLLM starts its engine in spawned processes
@@ -79,9 +80,10 @@ if __name__ == "__main__":  # vLLM starts its engine in spawned processes
 def test_vllm_generates_through_chat_template_matching_transformers(tiny_model_dir, tmp_path):
     script = tmp_path / "vllm_check.py"
     script.write_text(VLLM_SCRIPT)
-    proc = subprocess.run([sys.executable, str(script), tiny_model_dir, json.dumps(TOOLS)], capture_output=True,
-                          text=True, timeout=300)
+    out = tmp_path / "result.json"
+    proc = subprocess.run([sys.executable, str(script), tiny_model_dir, json.dumps(TOOLS), str(out)],
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = json.loads(out.read_text())
     assert result["n"] > 0 and result["prompt_len"] > 50
     assert result["max_diff"] < 1e-3  # same weights, same tokens: fp32 logprobs agree
