@@ -47,6 +47,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     _common(p)
 
+    for name, text in (("sft", "SFT on teacher trajectories (Ray + DeepSpeed learner group)"),
+                       ("grpo", "GRPO with vLLM rollout workers and the real tools (Ray + DeepSpeed)")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--model", help="HF model directory to start from (default: model.path, else a new tiny model)")
+        if name == "sft":
+            p.add_argument("--data", dest="sft_data", help="dataset written by `toolmaster synth`")
+        p.add_argument("--run-dir", help="run directory (metrics, plots, checkpoints)")
+        p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
+        _common(p)
+
     p = sub.add_parser("quickstart", help="tiny model → synthesis → evaluation on held-out toolworld tools")
     p.add_argument("--out", default="runs/quickstart")
     p.add_argument("--no-trial", action="store_true")
@@ -58,7 +68,10 @@ def _flag_overrides(args) -> list[str]:
     pairs = {
         "env": "env.name", "num_tasks": "synth.num_tasks", "seed": "synth.seed", "data": "env.toolhop.data",
         "policy": "eval.policy", "model": "eval.model", "split": "eval.split", "limit": "eval.num_tasks",
+        "sft_data": "sft.data", "run_dir": "run_dir",
     }
+    if args.command in ("sft", "grpo"):
+        pairs["model"] = "model.path"
     out = [f"{key}={getattr(args, attr)}" for attr, key in pairs.items() if getattr(args, attr, None) is not None]
     if getattr(args, "no_trial", False):
         out.append("synth.trial=false")
@@ -103,6 +116,28 @@ def main(argv: list[str] | None = None) -> int:
             report = evaluate(cfg, args.out, progress=lambda turn, active: advance(turn, cfg.env.max_turns))
         console.print_json("evaluation (" + args.out + "/report.json)",
                            {k: v for k, v in report.items() if k != "items"})
+    elif args.command in ("sft", "grpo"):
+        model_dir = cfg.model.path
+        if model_dir is None:
+            from pathlib import Path
+
+            from toolmaster.models.tiny import build_tiny_model
+            model_dir = str(Path(cfg.run_dir) / "base_model")
+            if not Path(model_dir, "config.json").exists():
+                with console.status("building the tiny model"):
+                    build_tiny_model(cfg, model_dir)
+        if args.command == "sft":
+            from toolmaster.trainer.sft import train_sft
+            if not cfg.sft.data:
+                print("toolmaster: sft needs data: --data DIR or sft.data=DIR (see `toolmaster synth`)", file=sys.stderr)
+                return 2
+            result = train_sft(cfg, model_dir, cfg.sft.data, resume=args.resume)
+        else:
+            from toolmaster.trainer.grpo import train_grpo
+            result = train_grpo(cfg, model_dir, resume=args.resume)
+        last = result["history"][-1] if result["history"] else {}
+        console.print_json(f"{args.command} finished: {result['run_dir']}",
+                           {k: v for k, v in last.items() if not isinstance(v, list)})
     elif args.command == "quickstart":
         from toolmaster.quickstart import quickstart
         quickstart(cfg, args.out)

@@ -80,6 +80,7 @@ class RewardConfig(Section):
     format: float = 0.1
     turn_cost: float = 0.0
     trial_cost: float = 0.0
+    verbosity_cost: float = 0.0
 
 
 class SynthConfig(Section):
@@ -97,12 +98,55 @@ class GenerationConfig(Section):
     batch_size: int = Field(16, ge=1)
 
 
+class SamplingConfig(GenerationConfig):
+    """Rollout sampling for training: temperature 1 so that the G episodes of a group differ and the
+    sampling logprobs are the policy's own."""
+    temperature: float = Field(1.0, ge=0.0)
+
+
 class EvalConfig(Section):
     policy: Literal["model", "oracle", "empty"] = "model"
     split: Literal["train", "test", "test_ood"] = "test"
     num_tasks: int | None = Field(None, ge=1, description="None: the whole split (toolworld: env.toolworld.eval_tasks)")
     model: str | None = Field(None, description="model directory for policy=model")
     generation: GenerationConfig = GenerationConfig()
+
+
+class RolloutConfig(Section):
+    num_workers: int = Field(1, ge=1)
+    num_cpus_per_worker: float = Field(0.5, gt=0, description="sync GRPO alternates phases, so roles share cores")
+    weight_transport: Literal["object_store"] = "object_store"
+    generation: SamplingConfig = SamplingConfig()
+
+
+class LearnerConfig(Section):
+    num_ranks: int = Field(2, ge=1)
+    num_cpus_per_rank: float = Field(0.5, gt=0)
+    zero_stage: Literal[2, 3] = 2
+    backend: Literal["gloo", "nccl"] = "gloo"
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    eps_low: float = Field(0.2, ge=0)
+    eps_high: float = Field(0.28, ge=0)
+
+
+class GRPOConfig(Section):
+    steps: int = Field(10, ge=1)
+    prompts_per_step: int = Field(4, ge=1, description="B: tasks per step")
+    group_size: int = Field(4, ge=2, description="G: episodes per task")
+    std_normalize: bool = Field(True, description="False gives Dr.GRPO advantages (no std division)")
+    drop_zero_variance: bool = False
+    checkpoint_every: int = Field(0, ge=0, description="0: only at the end")
+    seed: int = 0
+
+
+class SFTConfig(Section):
+    data: str | None = Field(None, description="a dataset written by `toolmaster synth`")
+    steps: int = Field(100, ge=1)
+    batch_size: int = Field(8, ge=1)
+    max_tokens: int = Field(1024, ge=64)
+    checkpoint_every: int = Field(0, ge=0)
 
 
 class Config(Section):
@@ -113,6 +157,10 @@ class Config(Section):
     rewards: RewardConfig = RewardConfig()
     synth: SynthConfig = SynthConfig()
     eval: EvalConfig = EvalConfig()
+    rollout: RolloutConfig = RolloutConfig()
+    learner: LearnerConfig = LearnerConfig()
+    grpo: GRPOConfig = GRPOConfig()
+    sft: SFTConfig = SFTConfig()
 
 
 class ConfigError(ValueError):

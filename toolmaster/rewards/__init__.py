@@ -22,7 +22,12 @@ def trial_cost(episode) -> float:
     return -float(episode.stats.get("trial_calls", 0))
 
 
-REWARD_FUNCTIONS = {"correctness": correctness, "format": format_validity, "turn_cost": turn_cost,
+def verbosity_cost(episode) -> float:
+    """Minus the assistant's characters in thousands: a brevity pressure (DAPO-style length shaping)."""
+    return -sum(len(m["content"]) for m in episode.messages if m["role"] == "assistant") / 1000.0
+
+
+REWARD_FUNCTIONS = {"verbosity_cost": verbosity_cost, "correctness": correctness, "format": format_validity, "turn_cost": turn_cost,
                     "trial_cost": trial_cost}
 
 

@@ -28,9 +28,11 @@ class VLLMPolicy:
         self.im_end = self.tokenizer.convert_tokens_to_ids(IM_END)
         self.gen = generation
         self.version = 0
-        # Special tokens are kept in the text so that decode(token_ids) is the rendered conversation.
+        # Special tokens are kept in the text so that decode(token_ids) is the rendered conversation. No
+        # per-request seed: it would make the G episodes of a group sample identical tokens (the engine's
+        # own seed keeps runs reproducible).
         self.params = SamplingParams(max_tokens=generation.max_new_tokens, temperature=generation.temperature,
-                                     seed=seed, logprobs=0, skip_special_tokens=False, stop_token_ids=[self.im_end])
+                                     logprobs=0, skip_special_tokens=False, stop_token_ids=[self.im_end])
         self.trajectories: dict[str, Trajectory] = {}
 
     def _tokenize(self, text: str) -> list[int]:

@@ -1,0 +1,38 @@
+"""`ray job submit` of ray_jobs/grpo.py against a local Ray head, as a user launches it."""
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _ray(*args, env, timeout=300):
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    return subprocess.run([ray_bin, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def test_ray_job_submit_grpo(tmp_path, tiny_model_dir):
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_ADDRESS": ""}
+    env.pop("RAY_ADDRESS")
+    port, dash = "6391", "8271"
+    start = _ray("start", "--head", f"--port={port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+                 "--num-cpus=4", "--disable-usage-stats", env=env)
+    assert start.returncode == 0, start.stderr[-2000:]
+    try:
+        work = tmp_path / "work"
+        shutil.copytree(ROOT, work, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "wandb", "__pycache__"))
+        run_dir = tmp_path / "run"
+        t = time.time()
+        job = _ray("job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir", str(work), "--",
+                   sys.executable, "ray_jobs/grpo.py", "--model", tiny_model_dir, "--run-dir", str(run_dir),
+                   "grpo.steps=1", "grpo.prompts_per_step=2", "grpo.group_size=2", "env.max_turns=2",
+                   "rollout.generation.max_new_tokens=16", env=env, timeout=900)
+        assert job.returncode == 0, (job.stdout[-3000:], job.stderr[-3000:])
+        assert "succeeded" in (job.stdout + job.stderr).lower()
+        assert (run_dir / "metrics.jsonl").exists() and (run_dir / "checkpoints" / "latest" / "config.json").exists()
+        assert time.time() - t > 0
+    finally:
+        _ray("stop", "--force", env=env)

@@ -1,0 +1,1 @@
+"""The learner: DeepSpeed ranks as Ray actors forming one torch.distributed group."""

@@ -1,0 +1,127 @@
+"""One learner rank: a DeepSpeed engine (ZeRO stage 2 or 3) inside a Ray actor.
+
+All ranks of a group run the same calls in lockstep (DeepSpeed's collectives require it); each gets its
+own shard of the batch. Losses are divided by the *global* masked-token count times the world size,
+because DeepSpeed averages gradients over ranks: the result is the token-level mean over the whole batch.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from toolmaster.learner.losses import grpo_loss, sft_loss, token_logprobs
+
+
+def _pad(seqs: list[list], value) -> torch.Tensor:
+    width = max(len(s) for s in seqs)
+    return torch.tensor([list(s) + [value] * (width - len(s)) for s in seqs])
+
+
+class Learner:
+    def __init__(self, rank: int, world_size: int, master_port: int, model_dir: str, learner_cfg: dict, seed: int = 0):
+        os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": "0",
+                           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(master_port)})
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        import deepspeed
+        from transformers import AutoModelForCausalLM
+
+        torch.manual_seed(seed)
+        self.rank, self.world_size, self.cfg = rank, world_size, learner_cfg
+        deepspeed.init_distributed(dist_backend=learner_cfg.get("backend", "gloo"))
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="sdpa")
+        self.tied = bool(model.config.tie_word_embeddings)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=learner_cfg["lr"], weight_decay=learner_cfg.get("weight_decay", 0.0))
+        ds_config = {
+            "train_micro_batch_size_per_gpu": 1, "gradient_accumulation_steps": 1,
+            "gradient_clipping": learner_cfg.get("grad_clip", 1.0),
+            "zero_optimization": {"stage": learner_cfg["zero_stage"]},
+            "zero_allow_untested_optimizer": True, "steps_per_print": 1 << 30, "wall_clock_breakdown": False,
+        }
+        self.engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
+        self.steps = 0
+
+    def ready(self) -> int:
+        return self.rank
+
+    def _shard(self, batch: dict) -> dict:
+        return {k: v[self.rank::self.world_size] for k, v in batch.items() if isinstance(v, list)}
+
+    def _tensors(self, shard: dict):
+        ids = _pad(shard["token_ids"], 0)
+        mask = _pad(shard["loss_mask"], 0)[:, 1:].float()
+        return ids, mask
+
+    def train_step(self, batch: dict, kind: str) -> dict:
+        """One optimizer step on this rank's shard; ``kind`` is "sft" or "grpo"."""
+        shard = self._shard(batch)
+        total = float(batch["total_tokens"]) / self.world_size
+        self.engine.train()
+        ids, mask = self._tensors(shard)
+        logp = token_logprobs(self.engine, ids)
+        stats = {}
+        if kind == "sft":
+            loss = sft_loss(logp, mask, total)
+        else:
+            old = _pad(shard["logprobs"], 0.0)[:, 1:].float()
+            adv = torch.tensor(shard["advantages"], dtype=torch.float32)
+            loss, stats = grpo_loss(logp, old, adv, mask, total, self.cfg["eps_low"], self.cfg["eps_high"])
+        self.engine.backward(loss)
+        self.engine.step()
+        self.steps += 1
+        local_tokens = mask.sum().item()
+        return {"loss": loss.item(), "tokens": local_tokens, **stats}
+
+    def logprobs(self, token_ids: list[list[int]]) -> list[list[float]]:
+        """Current-policy logprobs of each sequence (position t holds log π(token_t); position 0 is 0)."""
+        self.engine.eval()
+        out = []
+        with torch.no_grad():
+            for seq in token_ids:
+                lp = token_logprobs(self.engine, torch.tensor([seq]))[0].tolist()
+                out.append([0.0] + lp)
+        return out
+
+    def publish(self, version: int, transport: str) -> dict | None:
+        from toolmaster.weights import make_transport
+
+        state = self.state_dict()
+        return make_transport(transport).publish(state, version) if state is not None else None
+
+    def save(self, path: str, tokenizer_dir: str) -> None:
+        """An HF model directory (transformers and vLLM load it), written atomically: a temp dir, then rename."""
+        import shutil
+
+        state = self.state_dict()
+        if state is None:
+            return
+        tmp = path + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        module = self.engine.module
+        if self.tied:
+            state.pop("lm_head.weight", None)
+        module.save_pretrained(tmp, state_dict=state, safe_serialization=True)
+        for name in os.listdir(tokenizer_dir):
+            if name.startswith(("tokenizer", "special_tokens", "chat_template")):
+                shutil.copy(os.path.join(tokenizer_dir, name), tmp)
+        old = path + ".old"
+        if os.path.exists(path):
+            os.rename(path, old)
+        os.rename(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def state_dict(self) -> dict | None:
+        """Full fp32 weights as an untied HF state dict on rank 0 (None elsewhere); every rank must call it
+        (ZeRO-3 gathers the partitioned parameters collectively)."""
+        import deepspeed
+
+        module = self.engine.module
+        params = list(module.parameters())
+        with deepspeed.zero.GatheredParameters(params, modifier_rank=None, enabled=self.cfg["zero_stage"] == 3):
+            if self.rank != 0:
+                return None
+            state = {k: v.detach().clone().contiguous() for k, v in module.state_dict().items()}
+        if "lm_head.weight" not in state or self.tied:
+            state["lm_head.weight"] = state["model.embed_tokens.weight"].clone()
+        return state

@@ -1,0 +1,132 @@
+"""The GRPO driver, one synchronous step at a time (DESIGN.md, "One GRPO step").
+
+Reads top to bottom: take B tasks → G episodes each from the rollout pool → group-normalized advantages →
+one learner step → publish weights v+1 to every rollout worker → log → checkpoint. The driver handles
+rewards and token lists, never model tensors.
+"""
+from __future__ import annotations
+
+import time
+
+from toolmaster import console
+from toolmaster.envs import make_env
+from toolmaster.learner.group import LearnerGroup
+from toolmaster.learner.losses import group_advantages
+from toolmaster.ray_utils import init_ray
+from toolmaster.rollout.pool import RolloutPool
+from toolmaster.trainer.run_dir import RunDir
+
+
+def _mean(xs) -> float:
+    xs = list(xs)
+    return sum(xs) / len(xs) if xs else 0.0
+
+
+def build_batch(records: list[dict], group_size: int, std_normalize: bool, drop_zero_variance: bool) -> tuple[dict, dict]:
+    rewards = [r["rewards"]["total"] for r in records]
+    advantages = group_advantages(rewards, group_size, std_normalize)
+    keep = []
+    for lo in range(0, len(records), group_size):
+        group = rewards[lo: lo + group_size]
+        if drop_zero_variance and max(group) == min(group):
+            continue
+        keep.extend(range(lo, lo + group_size))
+    kept = [records[i] for i in keep if sum(records[i]["loss_mask"])]
+    batch = {"token_ids": [r["token_ids"] for r in kept], "loss_mask": [r["loss_mask"] for r in kept],
+             "logprobs": [r["logprobs"] for r in kept], "advantages": [advantages[i] for i in keep
+                                                                         if sum(records[i]["loss_mask"])],
+             "total_tokens": sum(sum(r["loss_mask"]) for r in kept)}
+    info = {"reward": _mean(rewards), "success": _mean(r["correct"] for r in records),
+            "trained_sequences": len(kept), "dropped_groups": (len(records) - len(keep)) // group_size,
+            "advantage_abs_mean": _mean(abs(a) for a in batch["advantages"])}
+    return batch, info
+
+
+def _pad_to_ranks(batch: dict, ranks: int) -> dict:
+    """Every rank must run the same number of steps; fill with zero-mask copies (no gradient, no tokens)."""
+    n = len(batch["token_ids"])
+    missing = (-n) % ranks if n else ranks
+    for _ in range(missing):
+        src = batch["token_ids"][0] if n else [0, 0]
+        batch["token_ids"].append(src)
+        batch["loss_mask"].append([0] * len(src))
+        batch["logprobs"].append([0.0] * len(src))
+        batch["advantages"].append(0.0)
+    batch["total_tokens"] = max(batch["total_tokens"], 1)
+    return batch
+
+
+class GRPOTrainer:
+    """Holds the actors of one run; ``step()`` is one synchronous GRPO step."""
+
+    def __init__(self, cfg, model_dir: str, resume: bool = False):
+        init_ray()
+        self.cfg, self.run = cfg, RunDir(cfg, "grpo")
+        self.step_index, self.version = 0, 0
+        if resume and (state := self.run.load_state()):
+            self.step_index, self.version, model_dir = state["step"], state["version"], state["checkpoint"]
+        self.model_dir = model_dir
+        self.env = make_env(cfg.env)
+        self.learners = LearnerGroup(cfg, model_dir)
+        self.pool = RolloutPool(cfg, model_dir)
+        if self.version:  # resumed: the engines loaded the checkpoint, which is this version
+            self.pool.update_weights({"version": self.version, "ref": None, "preloaded": True})
+        self.last_records: list[dict] = []
+
+    def step(self) -> dict:
+        g, step = self.cfg.grpo, self.step_index
+        t0 = time.time()
+        tasks = self.env.tasks("train", g.prompts_per_step, start=step * g.prompts_per_step)  # the data position
+        records = self.pool.run(tasks, g.group_size, step)
+        t1 = time.time()
+        batch, info = build_batch(records, g.group_size, g.std_normalize, g.drop_zero_variance)
+        t2 = time.time()
+        train = self.learners.train_step(_pad_to_ranks(batch, self.cfg.learner.num_ranks), "grpo")
+        t3 = time.time()
+        self.version += 1
+        reload_s = self.pool.update_weights(self.learners.publish(self.version, self.cfg.rollout.weight_transport))
+        t4 = time.time()
+        metrics = {
+            **info, **{f"train/{k}": v for k, v in train.items()}, "version": self.version,
+            "trial_calls": _mean(r["stats"]["trial_calls"] for r in records),
+            "corrections": _mean(r["stats"]["corrections"] for r in records),
+            "turns": _mean(r["stats"]["turns"] for r in records),
+            "tokens_per_episode": _mean(len(r["token_ids"]) for r in records),
+            "episodes": len(records), "task_ids": [t.id for t in tasks],
+            "episode_ids": [r["episode_id"] for r in records],
+            "time/rollout": t1 - t0, "time/reward": t2 - t1, "time/train": t3 - t2, "time/sync": t4 - t3,
+            "time/engine_reload": reload_s, "workers_replaced": self.pool.replaced,
+        }
+        self.step_index += 1
+        self.run.log(self.step_index, metrics)
+        every = g.checkpoint_every
+        if (every and self.step_index % every == 0) or self.step_index == g.steps:
+            self.checkpoint()
+        self.last_records = records
+        return metrics
+
+    def checkpoint(self) -> str:
+        path = str(self.run.path / "checkpoints" / "latest")
+        self.learners.save(path, self.model_dir)
+        self.run.save_state(self.step_index, {"version": self.version, "checkpoint": path})
+        return path
+
+    def close(self) -> None:
+        self.pool.shutdown()
+        self.learners.shutdown()
+        self.run.finish()
+
+
+def train_grpo(cfg, model_dir: str, resume: bool = False) -> dict:
+    trainer = GRPOTrainer(cfg, model_dir, resume)
+    history = []
+    try:
+        with console.progress("GRPO steps", cfg.grpo.steps) as advance:
+            advance(trainer.step_index)
+            while trainer.step_index < cfg.grpo.steps:
+                history.append(trainer.step())
+                advance(trainer.step_index)
+        trainer.run.plot(("reward", "success"))
+    finally:
+        trainer.close()
+    return {"run_dir": str(trainer.run.path), "history": history, "version": trainer.version}

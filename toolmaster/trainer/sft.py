@@ -1,0 +1,82 @@
+"""The SFT driver: teacher trajectories → assistant-token NLL on the same learner group as GRPO."""
+from __future__ import annotations
+
+import json
+import random
+import time
+
+from toolmaster import console
+from toolmaster.learner.group import LearnerGroup
+from toolmaster.protocol import render_text
+from toolmaster.protocol.chat_format import IM_END
+from toolmaster.ray_utils import init_ray
+from toolmaster.trainer.run_dir import RunDir
+
+
+def sft_example(tokenizer, messages: list[dict], tools: list[dict]) -> tuple[list[int], list[int]]:
+    """Token ids of the rendered conversation and a mask that is 1 exactly on assistant content and its
+    closing <|im_end|> (what the policy would have to generate), built segment by segment like a rollout."""
+    ids, mask, covered = [], [], 0
+
+    def add(text: str, on: int) -> None:
+        toks = tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids.extend(toks)
+        mask.extend([on] * len(toks))
+
+    for k, msg in enumerate(messages):
+        if msg["role"] != "assistant":
+            continue
+        prefix = render_text(messages[:k], tools, add_generation_prompt=True)
+        add(prefix[covered:], 0)
+        add(msg["content"] + IM_END, 1)
+        covered = len(prefix) + len(msg["content"]) + len(IM_END)
+    return ids, mask
+
+
+def load_examples(data_dir: str, tokenizer, max_tokens: int) -> list[tuple[list[int], list[int]]]:
+    import datasets
+
+    rows = datasets.load_from_disk(data_dir)
+    examples = [sft_example(tokenizer, r["messages"], json.loads(r["tools"])) for r in rows]
+    kept = [e for e in examples if len(e[0]) <= max_tokens]
+    if not kept:
+        raise ValueError(f"no SFT example of {data_dir!r} fits sft.max_tokens={max_tokens}")
+    return kept
+
+
+def train_sft(cfg, model_dir: str, data_dir: str, resume: bool = False) -> dict:
+    from transformers import AutoTokenizer
+
+    init_ray()
+    run = RunDir(cfg, "sft")
+    examples = load_examples(data_dir, AutoTokenizer.from_pretrained(model_dir), cfg.sft.max_tokens)
+    start = 0
+    if resume and (state := run.load_state()):
+        start, model_dir = state["step"], state["checkpoint"]
+    order = list(range(len(examples)))
+    random.Random(cfg.grpo.seed).shuffle(order)  # fixed order: position = step * batch_size, so resume is exact
+    learners = LearnerGroup(cfg, model_dir)
+    ranks, bs = cfg.learner.num_ranks, cfg.sft.batch_size
+    history = []
+    try:
+        with console.progress("SFT steps", cfg.sft.steps) as advance:
+            for step in range(start, cfg.sft.steps):
+                t0 = time.time()
+                idx = [order[(step * bs + i) % len(order)] for i in range(max(bs, ranks))]
+                batch = {"token_ids": [examples[i][0] for i in idx], "loss_mask": [examples[i][1] for i in idx]}
+                batch["total_tokens"] = sum(sum(m) for m in batch["loss_mask"])
+                metrics = learners.train_step(batch, "sft")
+                metrics["time/train"] = time.time() - t0
+                run.log(step + 1, metrics)
+                history.append(metrics)
+                every = cfg.sft.checkpoint_every
+                if (every and (step + 1) % every == 0) or step + 1 == cfg.sft.steps:
+                    path = str(run.path / "checkpoints" / "latest")
+                    learners.save(path, model_dir)
+                    run.save_state(step + 1, {"checkpoint": path})
+                advance(step + 1)
+        run.plot(("loss",))
+    finally:
+        learners.shutdown()
+        run.finish()
+    return {"run_dir": str(run.path), "history": history, "checkpoint": str(run.path / "checkpoints" / "latest")}
