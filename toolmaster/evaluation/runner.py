@@ -27,7 +27,7 @@ def evaluate(cfg, out_dir: str | Path, policy=None, progress=None) -> dict:
         policy = make_policy(cfg.eval.policy, cfg.eval.model, cfg.eval.generation)
     runner = ToolRunner.from_config(cfg.sandbox)
     try:
-        episodes = run_episodes(policy, tasks, env, runner, max_turns=cfg.env.max_turns, trial=True,
+        episodes = run_episodes(policy, tasks, env, runner, max_turns=cfg.env.max_turns, trial=cfg.synth.trial,
                                 reward_weights=cfg.rewards, on_turn=progress)
     finally:
         runner.close()

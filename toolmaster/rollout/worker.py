@@ -76,7 +76,7 @@ class RolloutWorker:
         start = time.time()
         ids, tasks = [s[0] for s in specs], [s[1] for s in specs]
         episodes = run_episodes(self.policy, tasks, self.env, self.runner, max_turns=self.cfg.env.max_turns,
-                                trial=True, reward_weights=self.cfg.rewards, episode_ids=ids)
+                                trial=self.cfg.synth.trial, reward_weights=self.cfg.rewards, episode_ids=ids)
         out = []
         for ep in episodes:
             traj = self.policy.pop_trajectory(ep.episode_id)

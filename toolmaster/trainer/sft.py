@@ -48,6 +48,8 @@ def train_sft(cfg, model_dir: str, data_dir: str, resume: bool = False) -> dict:
     from transformers import AutoTokenizer
 
     init_ray()
+    cfg = cfg.model_copy(deep=True)
+    cfg.learner.lr = cfg.sft.lr
     run = RunDir(cfg, "sft")
     examples = load_examples(data_dir, AutoTokenizer.from_pretrained(model_dir), cfg.sft.max_tokens)
     start = 0
