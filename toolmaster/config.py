@@ -129,6 +129,7 @@ class LearnerConfig(Section):
     grad_clip: float = Field(1.0, gt=0)
     eps_low: float = Field(0.2, ge=0)
     eps_high: float = Field(0.28, ge=0)
+    kl_beta: float = Field(0.0, ge=0, description="weight of KL(π‖π_ref) to the frozen starting model; 0 loads no reference")
 
 
 class GRPOConfig(Section):

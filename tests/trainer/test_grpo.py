@@ -10,15 +10,6 @@ from toolmaster.config import build_config
 from toolmaster.envs import make_env
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def _weights(model_dir):
     import glob
     state = {}
@@ -27,8 +18,8 @@ def _weights(model_dir):
     return state
 
 
-def _config(run_dir, zero_stage, steps=2):
-    return build_config({}, [
+def _config(run_dir, zero_stage, steps=2, extra=()):
+    return build_config({}, [*extra,
         f"run_dir={run_dir}", f"grpo.steps={steps}", "grpo.prompts_per_step=2", "grpo.group_size=2",
         "grpo.checkpoint_every=2", "env.max_turns=2", "rollout.generation.max_new_tokens=24",
         f"learner.zero_stage={zero_stage}", "learner.lr=1e-3", "rewards.verbosity_cost=1.0"])
@@ -47,8 +38,8 @@ def _check_parity(trainer):
     assert abs(trainer.learners.logprobs([seq + [token]])[0][-1] - lp) < 1e-4
 
 
-@pytest.mark.parametrize("zero_stage, tied", [(2, False), (3, True)])
-def test_two_grpo_steps(ray_local, tmp_path, tiny_model_dir, cfg, zero_stage, tied):
+@pytest.mark.parametrize("zero_stage, tied, kl_beta", [(2, False, 0.05), (3, True, 0.0)])
+def test_two_grpo_steps(ray_local, tmp_path, tiny_model_dir, cfg, zero_stage, tied, kl_beta):
     from toolmaster.models.tiny import build_tiny_model
     from toolmaster.trainer.grpo import GRPOTrainer
 
@@ -57,7 +48,7 @@ def test_two_grpo_steps(ray_local, tmp_path, tiny_model_dir, cfg, zero_stage, ti
         model_dir = str(tmp_path / "tied")
         build_tiny_model(cfg, model_dir, tie_embeddings=True)
     before = _weights(model_dir)
-    trainer = GRPOTrainer(_config(tmp_path / "run", zero_stage), model_dir)
+    trainer = GRPOTrainer(_config(tmp_path / "run", zero_stage, extra=[f"learner.kl_beta={kl_beta}"]), model_dir)
     try:
         history = [trainer.step(), trainer.step()]
         assert [h["version"] for h in history] == [1, 2]
@@ -66,6 +57,9 @@ def test_two_grpo_steps(ray_local, tmp_path, tiny_model_dir, cfg, zero_stage, ti
         # on-policy the loss value can be 0 (equal lengths, zero-mean advantages); its gradient is not
         assert all(h["advantage_abs_mean"] > 0 and h["train/tokens"] > 0 for h in history)
         assert all(abs(h["train/ratio_mean"] - 1.0) < 1e-3 for h in history)  # sampling logprobs = learner's
+        assert history[0]["train/kl"] < 1e-6  # step 1 starts at the reference
+        if kl_beta:
+            assert history[1]["train/kl"] > 0.0  # the policy moved away from the frozen reference
         _check_parity(trainer)
     finally:
         trainer.close()

@@ -31,6 +31,9 @@ class Learner:
         deepspeed.init_distributed(dist_backend=learner_cfg.get("backend", "gloo"))
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="sdpa")
         self.tied = bool(model.config.tie_word_embeddings)
+        self.ref = None
+        if learner_cfg.get("kl_beta", 0.0) > 0:  # a frozen copy of the starting policy, outside DeepSpeed
+            self.ref = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval().requires_grad_(False)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=learner_cfg["lr"], weight_decay=learner_cfg.get("weight_decay", 0.0))
         ds_config = {
@@ -66,7 +69,12 @@ class Learner:
         else:
             old = _pad(shard["logprobs"], 0.0)[:, 1:].float()
             adv = torch.tensor(shard["advantages"], dtype=torch.float32)
-            loss, stats = grpo_loss(logp, old, adv, mask, total, self.cfg["eps_low"], self.cfg["eps_high"])
+            ref = None
+            if self.ref is not None:
+                with torch.no_grad():
+                    ref = token_logprobs(self.ref, ids)
+            loss, stats = grpo_loss(logp, old, adv, mask, total, self.cfg["eps_low"], self.cfg["eps_high"],
+                                    ref_logp=ref, beta=self.cfg.get("kl_beta", 0.0))
         self.engine.backward(loss)
         self.engine.step()
         self.steps += 1
