@@ -112,6 +112,11 @@ class EvalConfig(Section):
     generation: GenerationConfig = GenerationConfig()
 
 
+class EnvActorsConfig(Section):
+    num_actors: int = Field(0, ge=0, description="ToolEnv actors for rollouts; 0 runs tools in each rollout worker")
+    num_cpus_per_actor: float = Field(0.25, gt=0)
+
+
 class RolloutConfig(Section):
     num_workers: int = Field(1, ge=1)
     num_cpus_per_worker: float = Field(0.5, gt=0, description="sync GRPO alternates phases, so roles share cores")
@@ -160,6 +165,7 @@ class Config(Section):
     synth: SynthConfig = SynthConfig()
     eval: EvalConfig = EvalConfig()
     rollout: RolloutConfig = RolloutConfig()
+    env_actors: EnvActorsConfig = EnvActorsConfig()
     learner: LearnerConfig = LearnerConfig()
     grpo: GRPOConfig = GRPOConfig()
     sft: SFTConfig = SFTConfig()

@@ -25,6 +25,10 @@ def _config(run_dir, zero_stage, steps=2, extra=()):
         f"learner.zero_stage={zero_stage}", "learner.lr=1e-3", "rewards.verbosity_cost=1.0"])
 
 
+def _env_actors(tied):  # the tied case also runs its tools on ToolEnv actors
+    return ["env_actors.num_actors=2"] if tied else []
+
+
 def _check_parity(trainer):
     """After the sync the engine's logprobs equal the learner's on a long, previously cached sequence."""
     seq = max((r["token_ids"] for r in trainer.last_records), key=len)
@@ -48,7 +52,8 @@ def test_two_grpo_steps(ray_local, tmp_path, tiny_model_dir, cfg, zero_stage, ti
         model_dir = str(tmp_path / "tied")
         build_tiny_model(cfg, model_dir, tie_embeddings=True)
     before = _weights(model_dir)
-    trainer = GRPOTrainer(_config(tmp_path / "run", zero_stage, extra=[f"learner.kl_beta={kl_beta}"]), model_dir)
+    trainer = GRPOTrainer(_config(tmp_path / "run", zero_stage, extra=[f"learner.kl_beta={kl_beta}", *_env_actors(tied)]),
+                          model_dir)
     try:
         history = [trainer.step(), trainer.step()]
         assert [h["version"] for h in history] == [1, 2]

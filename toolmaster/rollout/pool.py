@@ -25,6 +25,10 @@ class RolloutPool:
         self.assignment: dict[str, int] = {}  # episode id -> worker id
         self.latest_handle: dict | None = None
         self.replaced = 0
+        self.env_actors = []
+        if cfg.env_actors.num_actors:
+            from toolmaster.envs.actor import start_env_actors
+            self.env_actors = start_env_actors(cfg)
         for _ in range(cfg.rollout.num_workers):
             self._spawn()
         ray.get([w.ready.remote() for w in self.workers.values()])
@@ -32,7 +36,7 @@ class RolloutPool:
     def _spawn(self) -> int:
         wid = self._next_id
         self._next_id += 1
-        self.workers[wid] = self._actor_cls.remote(wid, self.model_dir, self.cfg.model_dump())
+        self.workers[wid] = self._actor_cls.remote(wid, self.model_dir, self.cfg.model_dump(), self.env_actors)
         if self.latest_handle is not None:  # a late joiner pulls the current version before taking work
             self.workers[wid].update_weights.remote(self.latest_handle)
         return wid
@@ -81,3 +85,6 @@ class RolloutPool:
                 pass
             ray.kill(w)
         self.workers.clear()
+        for a in self.env_actors:
+            ray.kill(a, no_restart=True)
+        self.env_actors = []

@@ -37,7 +37,7 @@ def _scratch_root() -> str:
 
 
 class RolloutWorker:
-    def __init__(self, worker_id: int, model_dir: str, cfg_dict: dict):
+    def __init__(self, worker_id: int, model_dir: str, cfg_dict: dict, env_actors: list | None = None):
         from toolmaster.config import Config
         from toolmaster.envs import make_env
         from toolmaster.rollout.vllm_engine import VLLMPolicy
@@ -50,7 +50,11 @@ class RolloutWorker:
         serve_dir = untied_export(model_dir, os.path.join(self.scratch, "served"))
         self.policy = VLLMPolicy(serve_dir, self.cfg.rollout.generation, seed=self.cfg.grpo.seed + 1000 * worker_id)
         self.env = make_env(self.cfg.env)
-        self.runner = ToolRunner.from_config(self.cfg.sandbox)
+        if env_actors:
+            from toolmaster.envs.actor import RemoteToolRunner
+            self.runner = RemoteToolRunner(env_actors)
+        else:
+            self.runner = ToolRunner.from_config(self.cfg.sandbox)
         self.transport = make_transport(self.cfg.rollout.weight_transport)
         self.weights_dir = os.path.join(self.scratch, "weights")
 
