@@ -58,10 +58,6 @@ class RolloutWorker:
         self.transport = make_transport(self.cfg.rollout.weight_transport)
         self.weights_dir = os.path.join(self.scratch, "weights")
 
-    @property
-    def version(self) -> int:
-        return self.policy.version
-
     def ready(self) -> int:
         return self.worker_id
 

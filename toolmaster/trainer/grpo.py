@@ -31,10 +31,10 @@ def build_batch(records: list[dict], group_size: int, std_normalize: bool, drop_
         if drop_zero_variance and max(group) == min(group):
             continue
         keep.extend(range(lo, lo + group_size))
-    kept = [records[i] for i in keep if sum(records[i]["loss_mask"])]
+    trainable = [i for i in keep if any(records[i]["loss_mask"])]  # an episode cut before any sampled token
+    kept = [records[i] for i in trainable]
     batch = {"token_ids": [r["token_ids"] for r in kept], "loss_mask": [r["loss_mask"] for r in kept],
-             "logprobs": [r["logprobs"] for r in kept], "advantages": [advantages[i] for i in keep
-                                                                         if sum(records[i]["loss_mask"])],
+             "logprobs": [r["logprobs"] for r in kept], "advantages": [advantages[i] for i in trainable],
              "total_tokens": sum(sum(r["loss_mask"]) for r in kept)}
     info = {"reward": _mean(rewards), "success": _mean(r["correct"] for r in records),
             "trained_sequences": len(kept), "dropped_groups": (len(records) - len(keep)) // group_size,
