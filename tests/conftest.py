@@ -1,6 +1,6 @@
 import os
 
-for key, value in {"OMP_NUM_THREADS": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1",
+for key, value in {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
                    "WANDB_MODE": "offline", "DS_ACCELERATOR": "cpu", "TOKENIZERS_PARALLELISM": "false",
                    "VLLM_LOGGING_LEVEL": "WARNING", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}.items():
     os.environ.setdefault(key, value)
@@ -36,3 +36,13 @@ def sandbox():
     pool = SandboxPool(workers=1, timeout_s=2.0, memory_mb=512, output_chars=500)
     yield pool
     pool.close()
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A local Ray instance per test module (test_ray_job starts its own head, so none outlives a module)."""
+    import ray
+
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()

@@ -47,3 +47,15 @@ def test_shipped_configs_load():
     from pathlib import Path
     for path in sorted(Path(__file__).resolve().parents[1].joinpath("configs").glob("*.yaml")):
         load_config(path)
+
+
+def test_gpu_only_settings_fail_before_any_actor_starts():
+    from toolmaster.config import check_runtime
+
+    with pytest.raises(ConfigError, match="learner.backend 'nccl'"):
+        build_config({}, ["rollout.weight_transport=nccl"])  # NCCL weights need NCCL learners
+    cfg = build_config({}, ["rollout.weight_transport=nccl", "learner.backend=nccl"])
+    with pytest.raises(ConfigError, match="need CUDA"):  # this machine has no GPU
+        check_runtime(cfg)
+    with pytest.raises(ConfigError, match="learner.lora.rank"):
+        build_config({}, ["learner.lora.rank=-1"])

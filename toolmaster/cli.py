@@ -80,7 +80,7 @@ def _flag_overrides(args) -> list[str]:
 
 # CPU-friendly defaults for the engines (a user's own settings win): one BLAS thread per process, a small
 # vLLM CPU KV cache, no hub access, offline wandb.
-_ENV_DEFAULTS = {"OMP_NUM_THREADS": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1",
+_ENV_DEFAULTS = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
                  "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false", "VLLM_LOGGING_LEVEL": "WARNING"}
 
 
@@ -112,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print_json("synthesis summary (" + args.out + "/summary.json)", summary)
     elif args.command == "eval":
         from toolmaster.evaluation.runner import evaluate
-        with console.progress("episode turns", cfg.env.max_turns) as advance:
-            report = evaluate(cfg, args.out, progress=lambda turn, active: advance(turn, cfg.env.max_turns))
+        with console.progress("episodes", 0) as advance:
+            report = evaluate(cfg, args.out, progress=advance)
         console.print_json("evaluation (" + args.out + "/report.json)",
                            {k: v for k, v in report.items() if k != "items"})
     elif args.command in ("sft", "grpo"):

@@ -117,16 +117,39 @@ class EnvActorsConfig(Section):
     num_cpus_per_actor: float = Field(0.25, gt=0)
 
 
+class EngineConfig(Section):
+    """vLLM engine settings of each rollout worker."""
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field(
+        "float32", description="float32 keeps engine and learner logprobs comparable on CPU")
+    max_model_len: int | None = Field(None, ge=64, description="None: the model's max_position_embeddings")
+    kv_cache_gb: float = Field(1.0, gt=0, description="KV-cache memory per engine (CPU and GPU)")
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="GPU only")
+    enforce_eager: bool = Field(True, description="no CUDA graphs; always true on CPU")
+    max_num_seqs: int = Field(64, ge=1, description="sequences the engine batches at once")
+
+
 class RolloutConfig(Section):
     num_workers: int = Field(1, ge=1)
     num_cpus_per_worker: float = Field(0.5, gt=0, description="sync GRPO alternates phases, so roles share cores")
-    weight_transport: Literal["object_store"] = "object_store"
+    num_gpus_per_worker: float = Field(0.0, ge=0, description="GPU clusters: 1 per vLLM engine")
+    max_episodes_per_worker: int = Field(32, ge=1, description="episodes a worker runs concurrently")
+    weight_transport: Literal["object_store", "nccl"] = "object_store"
+    engine: EngineConfig = EngineConfig()
     generation: SamplingConfig = SamplingConfig()
+
+
+class LoRAConfig(Section):
+    """Low-rank adapters (peft) instead of full fine-tuning; rank 0 disables them."""
+    rank: int = Field(0, ge=0)
+    alpha: float = Field(16.0, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 class LearnerConfig(Section):
     num_ranks: int = Field(2, ge=1)
     num_cpus_per_rank: float = Field(0.5, gt=0)
+    num_gpus_per_rank: float = Field(0.0, ge=0, description="GPU clusters: 1 per rank")
     zero_stage: Literal[2, 3] = 2
     backend: Literal["gloo", "nccl"] = "gloo"
     lr: float = Field(1e-4, gt=0)
@@ -135,6 +158,7 @@ class LearnerConfig(Section):
     eps_low: float = Field(0.2, ge=0)
     eps_high: float = Field(0.28, ge=0)
     kl_beta: float = Field(0.0, ge=0, description="weight of KL(π‖π_ref) to the frozen starting model; 0 loads no reference")
+    lora: LoRAConfig = LoRAConfig()
 
 
 class GRPOConfig(Section):
@@ -169,6 +193,21 @@ class Config(Section):
     learner: LearnerConfig = LearnerConfig()
     grpo: GRPOConfig = GRPOConfig()
     sft: SFTConfig = SFTConfig()
+
+    @model_validator(mode="after")
+    def _transport(self) -> "Config":
+        if self.rollout.weight_transport == "nccl" and self.learner.backend != "nccl":
+            raise ValueError("rollout.weight_transport 'nccl' needs learner.backend 'nccl' (GPU learners)")
+        return self
+
+
+def check_runtime(cfg: Config) -> None:
+    """What the config needs from this machine, checked before any actor starts."""
+    if cfg.rollout.weight_transport == "nccl" or cfg.learner.backend == "nccl":
+        import torch
+        if not torch.cuda.is_available():
+            raise ConfigError("rollout.weight_transport/learner.backend 'nccl' need CUDA GPUs; this machine has "
+                              "none (use object_store and gloo on CPU)")
 
 
 class ConfigError(ValueError):

@@ -58,8 +58,8 @@ def quickstart(cfg, out_dir: str) -> dict:
         eval_cfg = cfg.model_copy(deep=True)
         eval_cfg.env.name = "toolworld"
         eval_cfg.eval.policy, eval_cfg.eval.model, eval_cfg.eval.split = "model", path, "test"
-        with console.progress(f"evaluating {stage} (episode turns)", cfg.env.max_turns) as advance:
-            reports[stage] = evaluate(eval_cfg, out / f"eval_{stage}", progress=lambda t, a: advance(t))
+        with console.progress(f"evaluating {stage}", 0) as advance:
+            reports[stage] = evaluate(eval_cfg, out / f"eval_{stage}", progress=advance)
     timings["eval_s"] = round(time.time() - t4, 1)
     timings["total_s"] = round(time.time() - t0, 1)
 

@@ -2,19 +2,11 @@
 import os
 import signal
 
-import pytest
 import ray
 
 from toolmaster.config import build_config
 from toolmaster.envs import make_env
 from toolmaster.envs.actor import RemoteToolRunner, start_env_actors
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def test_call_survives_a_killed_env_actor(ray_local):
@@ -53,5 +45,24 @@ def test_call_in_flight_when_its_actor_dies_is_retried(ray_local):
     os.kill(pid, signal.SIGKILL)  # dies while running the call
     thread.join(timeout=120)
     assert result["r"].ok and result["r"].content == "done"
+    for a in actors:
+        ray.kill(a, no_restart=True)
+
+
+def test_episodes_are_scored_on_env_actors(ray_local):
+    from toolmaster.agent.loop import run_episodes
+    from toolmaster.agent.policies import OraclePolicy
+
+    cfg = build_config({}, ["env_actors.num_actors=1"])
+    actors = start_env_actors(cfg)
+    env = make_env(cfg.env)
+    tasks = env.tasks("test", 3)
+    runner = RemoteToolRunner(actors, cfg.env.model_dump())
+    episodes = run_episodes(OraclePolicy(), tasks, env, runner, max_turns=2, reward_weights=cfg.rewards)
+    assert all(ep.correct and ep.rewards["correctness"] == 1.0 for ep in episodes)
+    assert all(ep.timings["score"] > 0 for ep in episodes)
+    with_wrong = run_episodes(type("Wrong", (), {"generate": lambda self, reqs: ["<answer>no</answer>"] * len(reqs)})(),
+                              tasks, env, runner, max_turns=2, reward_weights=cfg.rewards)
+    assert not any(ep.correct for ep in with_wrong)
     for a in actors:
         ray.kill(a, no_restart=True)

@@ -57,7 +57,8 @@ import torch
 
 def main():
     model_dir = sys.argv[1]
-    llm = LLM(model=model_dir, dtype="float32", max_model_len=1024, enforce_eager=True, seed=0)
+    llm = LLM(model=model_dir, dtype="float32", max_model_len=1024, enforce_eager=True, seed=0,
+              kv_cache_memory_bytes=1 << 30)
     tools = json.loads(sys.argv[2])
     msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "What is the velo of kozabi?"}]
     out = llm.chat(msgs, SamplingParams(max_tokens=8, temperature=0, logprobs=0), tools=tools, use_tqdm=False)[0]

@@ -42,8 +42,9 @@ def _check_parity(trainer):
     assert abs(trainer.learners.logprobs([seq + [token]])[0][-1] - lp) < 1e-4
 
 
-@pytest.mark.parametrize("zero_stage, tied, kl_beta", [(2, False, 0.05), (3, True, 0.0)])
-def test_two_grpo_steps(ray_local, tmp_path, tiny_model_dir, cfg, zero_stage, tied, kl_beta):
+@pytest.mark.parametrize("zero_stage, tied, kl_beta, lora", [(2, False, 0.05, 0), (3, True, 0.0, 0), (2, False, 0.05, 4)],
+                         ids=["zero2-untied-kl", "zero3-tied-envactors", "zero2-lora-kl"])
+def test_two_grpo_steps(ray_local, tmp_path, tiny_model_dir, cfg, zero_stage, tied, kl_beta, lora):
     from toolmaster.models.tiny import build_tiny_model
     from toolmaster.trainer.grpo import GRPOTrainer
 
@@ -52,8 +53,8 @@ def test_two_grpo_steps(ray_local, tmp_path, tiny_model_dir, cfg, zero_stage, ti
         model_dir = str(tmp_path / "tied")
         build_tiny_model(cfg, model_dir, tie_embeddings=True)
     before = _weights(model_dir)
-    trainer = GRPOTrainer(_config(tmp_path / "run", zero_stage, extra=[f"learner.kl_beta={kl_beta}", *_env_actors(tied)]),
-                          model_dir)
+    extra = [f"learner.kl_beta={kl_beta}", f"learner.lora.rank={lora}", *_env_actors(tied)]
+    trainer = GRPOTrainer(_config(tmp_path / "run", zero_stage, extra=extra), model_dir)
     try:
         history = [trainer.step(), trainer.step()]
         assert [h["version"] for h in history] == [1, 2]
@@ -71,6 +72,9 @@ def test_two_grpo_steps(ray_local, tmp_path, tiny_model_dir, cfg, zero_stage, ti
     after = _weights(tmp_path / "run" / "checkpoints" / "latest")
     changed = [k for k in before if k in after and not torch.equal(before[k], after[k])]
     assert changed, "no weight changed after two GRPO steps"
+    if lora:  # adapters live on the attention and MLP projections; embeddings and norms stay as they were
+        assert all("proj" in k for k in changed)
+        assert torch.equal(before["model.embed_tokens.weight"], after["model.embed_tokens.weight"])
     run = tmp_path / "run"
     assert (run / "grpo_curve.png").exists() is False  # the plot is written by train_grpo, not by step()
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

@@ -16,6 +16,7 @@ class Episode:
     stats: dict = field(default_factory=dict)
     correct: bool = False
     rewards: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)  # seconds: tools (tool calls), score (correctness + rewards)
 
     @property
     def done(self) -> bool:
@@ -28,4 +29,4 @@ class Episode:
     def to_record(self) -> dict:
         return {"episode_id": self.episode_id, "task_id": self.task_id, "answer": self.answer,
                 "finish_reason": self.finish_reason, "correct": self.correct, "stats": self.stats,
-                "rewards": self.rewards, "turns": sum(m["role"] == "assistant" for m in self.messages)}
+                "rewards": self.rewards, "timings": self.timings, "turns": sum(m["role"] == "assistant" for m in self.messages)}

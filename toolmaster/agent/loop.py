@@ -1,17 +1,19 @@
 """The agent loop: render → generate → parse → execute tools → observe, until an answer or the turn limit.
 
-Episodes advance in lockstep so a policy can batch one turn of many episodes. Everything the model
-writes is handled here without raising: parse errors and failed calls become tool observations.
+Each episode is a coroutine; many run at once against one policy (an async vLLM engine batches their
+turns). Everything the model writes is handled here without raising: parse errors and failed calls
+become tool observations.
 """
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
 from toolmaster.agent.episode import Episode
 from toolmaster.envs.base import Environment, Task
 from toolmaster.protocol import EpisodeStats, build_messages, parse_turn
-from toolmaster.rewards import score_episode
 from toolmaster.tools.base import ToolResult, ToolRunner
 
 NOTE_ACK = "noted; continue with tool calls, or give the final answer inside <answer></answer>"
@@ -25,7 +27,9 @@ class TurnRequest:
 
 
 class Policy(Protocol):
-    def generate(self, requests: list[TurnRequest]) -> list[str]:
+    """A batch policy; an async engine instead has ``async respond(request) -> str | None``."""
+
+    def generate(self, requests: list[TurnRequest]) -> list[str | None]:
         """One assistant turn for each request."""
 
 
@@ -56,28 +60,51 @@ def take_turn(episode: Episode, task: Task, text: str, runner: ToolRunner, track
     episode.last_observation = observations[-1]
 
 
-def run_episodes(policy: Policy, tasks: list[Task], env: Environment, runner: ToolRunner, *, max_turns: int,
-                 trial: bool = True, reward_weights=None, episode_ids: list[str] | None = None,
-                 on_turn: Callable[[int, int], None] | None = None) -> list[Episode]:
-    episodes = [Episode(episode_id=(episode_ids[i] if episode_ids else f"{t.id}#{i}"), task_id=t.id,
-                        messages=build_messages(t.question, trial), tools=t.schemas) for i, t in enumerate(tasks)]
-    trackers = [EpisodeStats() for _ in tasks]
-    for turn in range(max_turns):
-        active = [i for i, ep in enumerate(episodes) if not ep.done]
-        if not active:
+async def _respond(policy, request: TurnRequest) -> str | None:
+    if hasattr(policy, "respond"):  # an async engine: episodes interleave while it generates
+        return await policy.respond(request)
+    return policy.generate([request])[0]
+
+
+async def run_episode(policy, task: Task, env: Environment, runner: ToolRunner, *, episode_id: str, max_turns: int,
+                      trial: bool = True, reward_weights=None) -> Episode:
+    """One episode to its end. Tool calls run off the event loop, so concurrent episodes overlap them."""
+    episode = Episode(episode_id=episode_id, task_id=task.id, messages=build_messages(task.question, trial),
+                      tools=task.schemas)
+    tracker = EpisodeStats()
+    tool_seconds = 0.0
+    for _ in range(max_turns):
+        text = await _respond(policy, TurnRequest(episode_id, episode.messages, task))
+        if text is None:  # the policy cannot continue (the conversation outgrew its context)
+            episode.finish_reason = "context_limit"
             break
-        texts = policy.generate([TurnRequest(episodes[i].episode_id, episodes[i].messages, tasks[i]) for i in active])
-        for i, text in zip(active, texts):
-            if text is None:  # the policy cannot continue (the conversation outgrew its context)
-                episodes[i].finish_reason = "context_limit"
-                continue
-            take_turn(episodes[i], tasks[i], text, runner, trackers[i])
-        if on_turn:
-            on_turn(turn + 1, len(active))
-    for ep, task, tracker in zip(episodes, tasks, trackers):
-        if not ep.done:
-            ep.finish_reason = "max_turns"
-        ep.stats = tracker.summary()
-        ep.correct = env.is_correct(task, ep.final_message, ep.answer, ep.last_observation)
-        ep.rewards = score_episode(ep, reward_weights)
-    return episodes
+        start = time.perf_counter()
+        await asyncio.to_thread(take_turn, episode, task, text, runner, tracker)
+        tool_seconds += time.perf_counter() - start
+        if episode.done:
+            break
+    if not episode.done:
+        episode.finish_reason = "max_turns"
+    episode.stats = tracker.summary()
+    start = time.perf_counter()
+    episode.correct, episode.rewards = await asyncio.to_thread(runner.score, env, task, episode, reward_weights)
+    episode.timings = {"tools": tool_seconds, "score": time.perf_counter() - start}
+    return episode
+
+
+def run_episodes(policy, tasks: list[Task], env: Environment, runner: ToolRunner, *, max_turns: int,
+                 trial: bool = True, reward_weights=None, episode_ids: list[str] | None = None,
+                 on_episode: Callable[[Episode], None] | None = None) -> list[Episode]:
+    """Run all episodes concurrently (from synchronous code) and return them in task order."""
+
+    async def one(i: int, task: Task) -> Episode:
+        ep = await run_episode(policy, task, env, runner, episode_id=episode_ids[i] if episode_ids else f"{task.id}#{i}",
+                               max_turns=max_turns, trial=trial, reward_weights=reward_weights)
+        if on_episode:
+            on_episode(ep)
+        return ep
+
+    async def main() -> list[Episode]:
+        return list(await asyncio.gather(*(one(i, t) for i, t in enumerate(tasks))))
+
+    return asyncio.run(main())

@@ -1,8 +1,6 @@
-"""Policies for the agent loop: reference answers, empty answers, and a model served by vLLM.
+"""Reference policies for the agent loop: the reference answer, and no answer (the metric's floor).
 
-(The Ray trainer moves model rollouts onto vLLM rollout-worker actors; this in-process engine is the
-simple local path.)
-"""
+A model policy is a vLLM engine (rollout.vllm_engine), run on rollout-worker actors."""
 from __future__ import annotations
 
 
@@ -20,14 +18,10 @@ class EmptyPolicy:
         return ["<answer></answer>" for _ in requests]
 
 
-def make_policy(name: str, model_dir: str | None = None, generation=None, seed: int = 0):
+def make_policy(name: str):
+    """The in-process reference policies; a model is evaluated on the rollout fleet (evaluation.runner)."""
     if name == "oracle":
         return OraclePolicy()
     if name == "empty":
         return EmptyPolicy()
-    if name == "model":
-        if not model_dir:
-            raise ValueError("policy 'model' needs a model directory (--model DIR or eval.model=DIR)")
-        from toolmaster.rollout.vllm_engine import VLLMPolicy
-        return VLLMPolicy(model_dir, generation, seed)
-    raise ValueError(f"unknown policy {name!r}; choose model, oracle or empty")
+    raise ValueError(f"unknown in-process policy {name!r}; choose oracle or empty (a model runs on rollout workers)")

@@ -1,4 +1,5 @@
-"""ToolEnv actors: tool execution away from the rollout engines, as a pool of restartable Ray actors.
+"""ToolEnv actors: tool execution and episode scoring away from the rollout engines, as a pool of
+restartable Ray actors.
 
 Each actor owns a sandbox pool. ``RemoteToolRunner`` is the ToolRunner a rollout worker uses: it spreads
 calls over the actors and retries a call whose actor died (Ray restarts the actor, ``max_restarts``), so an
@@ -22,9 +23,22 @@ class ToolEnvActor:
     def __init__(self, sandbox_cfg: dict):
         from toolmaster.config import SandboxConfig
         self.runner = ToolRunner.from_config(SandboxConfig.model_validate(sandbox_cfg))
+        self._envs = {}
 
     def run(self, tool, arguments: dict) -> ToolResult:
         return self.runner.run(tool, arguments)
+
+    def score(self, env_cfg: dict, task, episode, reward_weights) -> tuple[bool, dict]:
+        return self.runner.score(self._env(env_cfg), task, episode, reward_weights)
+
+    def _env(self, env_cfg: dict):
+        from toolmaster.config import EnvConfig
+        from toolmaster.envs import make_env
+
+        key = repr(sorted(env_cfg.items()))
+        if key not in self._envs:  # environments can be costly to build (datasets, clients): one per config
+            self._envs[key] = make_env(EnvConfig.model_validate(env_cfg))
+        return self._envs[key]
 
     def pid(self) -> int:
         import os
@@ -42,18 +56,35 @@ def start_env_actors(cfg) -> list:
 class RemoteToolRunner:
     """Same interface as ToolRunner; runs each call on one of the ToolEnv actors."""
 
-    def __init__(self, actors: list):
+    def __init__(self, actors: list, env_cfg: dict | None = None):
         self.actors = actors
+        self.env_cfg = env_cfg  # the environment the actors score with (the same config as the caller's)
         self._next = itertools.cycle(range(len(actors)))
 
-    def run(self, tool, arguments: dict) -> ToolResult:
-        for attempt in range(_RETRIES):
+    def _call(self, method: str, what: str, *args):
+        """Call ``method`` on the next actor; on an actor's death, again (Ray restarts it) — None if all fail."""
+        for _ in range(_RETRIES):
             actor = self.actors[next(self._next)]
             try:
-                return ray.get(actor.run.remote(tool, arguments))
+                return ray.get(getattr(actor, method).remote(*args))
             except (ActorDiedError, ActorUnavailableError) as err:
-                log.warning("tool-environment actor lost during %s (%s); retrying", tool.name, type(err).__name__)
-        return ToolResult(False, f"error: tool {tool.name} could not be run: its environment actors kept failing")
+                log.warning("tool-environment actor lost during %s (%s); retrying", what, type(err).__name__)
+        return None
+
+    def run(self, tool, arguments: dict) -> ToolResult:
+        result = self._call("run", tool.name, tool, arguments)
+        return result or ToolResult(False, f"error: tool {tool.name} could not be run: its environment actors kept failing")
+
+    def score(self, env, task, episode, reward_weights=None) -> tuple[bool, dict]:
+        """Scored on an environment actor (where a judge's client lives), with this episode's env config."""
+        weights = reward_weights.model_dump() if hasattr(reward_weights, "model_dump") else reward_weights
+        if self.env_cfg is None:
+            raise ValueError("RemoteToolRunner was built without env_cfg, so it cannot score episodes")
+        result = self._call("score", f"scoring {episode.episode_id}", self.env_cfg, task, episode, weights)
+        if result is None:
+            raise RuntimeError(f"episode {episode.episode_id} could not be scored: its environment actors kept failing")
+        episode.correct = result[0]
+        return result
 
     def close(self) -> None:
         """The actors belong to the pool that started them."""

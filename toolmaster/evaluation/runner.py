@@ -1,50 +1,111 @@
-"""``toolmaster eval``: episodes of a policy on a split → report.json with the environment's metric."""
+"""``toolmaster eval``: episodes of a policy on a split → report.json with the environment's metric.
+
+A model is evaluated on the rollout fleet (the same workers, engines and tool-environment actors that
+GRPO uses, with the eval generation settings); the reference policies (oracle, empty) need no engine
+and run in-process.
+"""
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
+from typing import Callable
 
-from toolmaster.agent.loop import run_episodes
-from toolmaster.agent.policies import make_policy
 from toolmaster.envs import make_env
-from toolmaster.tools.base import ToolRunner
 
 
-def _rate(episodes, key) -> float:
-    return sum(e.stats.get(key, 0) for e in episodes) / max(len(episodes), 1)
+def _rate(records, key) -> float:
+    return sum(r["stats"].get(key, 0) for r in records) / max(len(records), 1)
 
 
-def evaluate(cfg, out_dir: str | Path, policy=None, progress=None) -> dict:
-    """Run ``cfg.eval`` and write ``out_dir/report.json``; ``policy`` overrides the configured one."""
-    start = time.time()
-    env = make_env(cfg.env)
+def eval_tasks(cfg, env):
     num = cfg.eval.num_tasks
     if num is None and cfg.env.name == "toolworld":
         num = cfg.env.toolworld.eval_tasks
-    tasks = env.tasks(cfg.eval.split, num)
-    if policy is None:
-        policy = make_policy(cfg.eval.policy, cfg.eval.model, cfg.eval.generation)
+    return env.tasks(cfg.eval.split, num)
+
+
+def fleet_config(cfg):
+    """The run's config with rollout sampling replaced by the eval generation settings."""
+    from toolmaster.config import SamplingConfig
+
+    out = cfg.model_copy(deep=True)
+    out.rollout.generation = SamplingConfig(**cfg.eval.generation.model_dump())
+    return out
+
+
+def run_on_fleet(cfg, tasks: list, pool=None, on_record: Callable[[dict], None] | None = None) -> list[dict]:
+    """Records of one greedy episode per task on rollout workers; starts (and stops) a pool if none is given."""
+    from toolmaster.ray_utils import init_ray
+    from toolmaster.rollout.pool import RolloutPool
+
+    own = pool is None
+    if own:
+        if not cfg.eval.model:
+            raise ValueError("policy 'model' needs a model directory (--model DIR or eval.model=DIR)")
+        init_ray()
+        pool = RolloutPool(fleet_config(cfg), cfg.eval.model)
+    try:
+        import ray
+        refs = [ray.put(t) for t in tasks]
+        return pool.run_specs([(f"eval-{i}", ref) for i, ref in enumerate(refs)], on_record)
+    finally:
+        if own:
+            pool.shutdown()
+
+
+def run_in_process(cfg, tasks: list, env, policy, on_record: Callable[[dict], None] | None = None) -> list[dict]:
+    from toolmaster.agent.loop import run_episodes
+    from toolmaster.tools.base import ToolRunner
+
     runner = ToolRunner.from_config(cfg.sandbox)
     try:
         episodes = run_episodes(policy, tasks, env, runner, max_turns=cfg.env.max_turns, trial=cfg.synth.trial,
-                                reward_weights=cfg.rewards, on_turn=progress)
+                                reward_weights=cfg.rewards, episode_ids=[f"eval-{i}" for i in range(len(tasks))],
+                                on_episode=(lambda ep: on_record(ep.to_record())) if on_record else None)
     finally:
         runner.close()
-    correct = [e.correct for e in episodes]
+    return [{**ep.to_record(), "messages": ep.messages} for ep in episodes]
+
+
+def evaluate(cfg, out_dir: str | Path, policy=None, progress: Callable[[int, int], None] | None = None, pool=None) -> dict:
+    """Run ``cfg.eval`` and write ``out_dir/report.json`` and ``episodes.jsonl``.
+
+    ``policy`` (an in-process policy object) overrides the configured one; ``pool`` reuses a running rollout
+    pool for the model policy; ``progress`` gets (finished episodes, total).
+    """
+    from toolmaster.agent.policies import make_policy
+
+    start = time.time()
+    env = make_env(cfg.env)
+    tasks = eval_tasks(cfg, env)
+    finished = []
+
+    def on_record(record: dict) -> None:
+        finished.append(record["episode_id"])
+        if progress:
+            progress(len(finished), len(tasks))
+
+    if policy is None and cfg.eval.policy == "model":
+        records = run_on_fleet(cfg, tasks, pool, on_record)
+    else:
+        policy = policy or make_policy(cfg.eval.policy)
+        records = run_in_process(cfg, tasks, env, policy, on_record)
+    correct = [r["correct"] for r in records]
     report = {
         "env": cfg.env.name, "split": cfg.eval.split, "policy": cfg.eval.policy, "model": cfg.eval.model,
-        "metric": env.metric, env.metric: env.metric_value(correct), "num_items": len(episodes),
+        "metric": env.metric, env.metric: env.metric_value(correct), "num_items": len(records),
         "num_correct": sum(correct),
-        "finish_rate": sum(e.finish_reason == "answer" for e in episodes) / max(len(episodes), 1),
-        "mean_trial_calls": _rate(episodes, "trial_calls"), "mean_corrections": _rate(episodes, "corrections"),
-        "mean_turns": _rate(episodes, "turns"), "seconds": round(time.time() - start, 2),
-        "items": [e.to_record() for e in episodes],
+        "finish_rate": sum(r["finish_reason"] == "answer" for r in records) / max(len(records), 1),
+        "mean_trial_calls": _rate(records, "trial_calls"), "mean_corrections": _rate(records, "corrections"),
+        "mean_turns": _rate(records, "turns"), "seconds": round(time.time() - start, 2),
+        "items": [{k: v for k, v in r.items() if k not in ("messages", "token_ids", "loss_mask", "logprobs")}
+                  for r in records],
     }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     with open(out / "episodes.jsonl", "w") as f:
-        for e in episodes:
-            f.write(json.dumps({"episode_id": e.episode_id, "messages": e.messages}) + "\n")
+        for r in records:
+            f.write(json.dumps({"episode_id": r["episode_id"], "messages": r["messages"]}) + "\n")
     return report

@@ -1,7 +1,8 @@
 """One learner rank: a DeepSpeed engine (ZeRO stage 2 or 3) inside a Ray actor.
 
 All ranks of a group run the same calls in lockstep (DeepSpeed's collectives require it); each gets its
-own shard of the batch. Losses are divided by the *global* masked-token count times the world size,
+own shard of the batch. With ``lora.rank > 0`` only low-rank adapters (peft) train; published weights and
+checkpoints are the merged model, so rollout engines and checkpoints never need peft. Losses are divided by the *global* masked-token count times the world size,
 because DeepSpeed averages gradients over ranks: the result is the token-level mean over the whole batch.
 """
 from __future__ import annotations
@@ -18,6 +19,35 @@ def _pad(seqs: list[list], value) -> torch.Tensor:
     return torch.tensor([list(s) + [value] * (width - len(s)) for s in seqs])
 
 
+def _node_ip() -> str:
+    import ray
+    return ray.util.get_node_ip_address()
+
+
+def with_lora(model, lora: dict):
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(model, LoraConfig(r=lora["rank"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+                                            target_modules=list(lora["target_modules"]), bias="none"))
+
+
+def merged_lora_state(peft_model) -> dict:
+    """The base model's state dict with each adapter folded into its layer (W + ΔW), without modifying the
+    live model; what vLLM serves and the checkpoint holds."""
+    from peft.tuners.lora import LoraLayer
+
+    base = peft_model.get_base_model()
+    state = {}
+    for name, module in base.named_modules():
+        if isinstance(module, LoraLayer):
+            delta = sum(module.get_delta_weight(a) for a in module.active_adapters)
+            state[f"{name}.weight"] = module.base_layer.weight + delta
+    for key, value in base.state_dict().items():
+        if "lora_" not in key:
+            state.setdefault(key.replace(".base_layer", ""), value)
+    return state
+
+
 class Learner:
     def __init__(self, rank: int, world_size: int, master_port: int, model_dir: str, learner_cfg: dict, seed: int = 0):
         os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": "0",
@@ -31,8 +61,14 @@ class Learner:
         deepspeed.init_distributed(dist_backend=learner_cfg.get("backend", "gloo"))
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="sdpa")
         self.tied = bool(model.config.tie_word_embeddings)
+        lora = learner_cfg.get("lora") or {}
+        self.lora = lora.get("rank", 0) > 0
+        if self.lora:
+            model = with_lora(model, lora)
         self.ref = None
-        if learner_cfg.get("kl_beta", 0.0) > 0:  # a frozen copy of the starting policy, outside DeepSpeed
+        # the reference is the frozen starting policy: with LoRA, the same model with its adapters switched
+        # off; otherwise a copy outside DeepSpeed
+        if learner_cfg.get("kl_beta", 0.0) > 0 and not self.lora:
             self.ref = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval().requires_grad_(False)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=learner_cfg["lr"], weight_decay=learner_cfg.get("weight_decay", 0.0))
@@ -44,6 +80,7 @@ class Learner:
         }
         self.engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
         self.steps = 0
+        self.transport = None  # built on first publish, kept: some transports hold connections
 
     def ready(self) -> int:
         return self.rank
@@ -69,10 +106,7 @@ class Learner:
         else:
             old = _pad(shard["logprobs"], 0.0)[:, 1:].float()
             adv = torch.tensor(shard["advantages"], dtype=torch.float32)
-            ref = None
-            if self.ref is not None:
-                with torch.no_grad():
-                    ref = token_logprobs(self.ref, ids)
+            ref = self._reference_logprobs(ids) if self.cfg.get("kl_beta", 0.0) > 0 else None
             loss, stats = grpo_loss(logp, old, adv, mask, total, self.cfg["eps_low"], self.cfg["eps_high"],
                                     ref_logp=ref, beta=self.cfg.get("kl_beta", 0.0))
         self.engine.backward(loss)
@@ -80,6 +114,13 @@ class Learner:
         self.steps += 1
         local_tokens = mask.sum().item()
         return {"loss": loss.item(), "tokens": local_tokens, **stats}
+
+    def _reference_logprobs(self, ids: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            if self.lora:
+                with self.engine.module.disable_adapter():
+                    return token_logprobs(self.engine, ids)
+            return token_logprobs(self.ref, ids)
 
     def logprobs(self, token_ids: list[list[int]]) -> list[list[float]]:
         """Current-policy logprobs of each sequence (position t holds log π(token_t); position 0 is 0)."""
@@ -91,11 +132,21 @@ class Learner:
                 out.append([0.0] + lp)
         return out
 
-    def publish(self, version: int, transport: str) -> dict | None:
+    def _transport(self, name: str):
         from toolmaster.weights import make_transport
 
+        if self.transport is None or self.transport.name != name:
+            self.transport = make_transport(name)
+        return self.transport
+
+    def connect_transport(self, name: str, workers: list, master_port: int) -> None:
+        """Rank 0: open a transport that needs a connection to the engines (NCCL); a no-op elsewhere."""
+        if self.rank == 0:
+            self._transport(name).connect(workers, _node_ip(), master_port)
+
+    def publish(self, version: int, transport: str) -> dict | None:
         state = self.state_dict()
-        return make_transport(transport).publish(state, version) if state is not None else None
+        return self._transport(transport).publish(state, version) if state is not None else None
 
     def save(self, path: str, tokenizer_dir: str) -> None:
         """An HF model directory (transformers and vLLM load it), written atomically: a temp dir, then rename."""
@@ -106,10 +157,10 @@ class Learner:
             return
         tmp = path + ".tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        module = self.engine.module
+        module = self.engine.module.get_base_model() if self.lora else self.engine.module
         if self.tied:
             state.pop("lm_head.weight", None)
-        module.save_pretrained(tmp, state_dict=state, safe_serialization=True)
+        module.save_pretrained(tmp, state_dict=state, safe_serialization=True)  # with LoRA: the merged model
         for name in os.listdir(tokenizer_dir):
             if name.startswith(("tokenizer", "special_tokens", "chat_template")):
                 shutil.copy(os.path.join(tokenizer_dir, name), tmp)
@@ -120,8 +171,8 @@ class Learner:
         shutil.rmtree(old, ignore_errors=True)
 
     def state_dict(self) -> dict | None:
-        """Full fp32 weights as an untied HF state dict on rank 0 (None elsewhere); every rank must call it
-        (ZeRO-3 gathers the partitioned parameters collectively)."""
+        """Full fp32 weights as an untied HF state dict on rank 0 (None elsewhere), LoRA adapters merged in;
+        every rank must call it (ZeRO-3 gathers the partitioned parameters collectively)."""
         import deepspeed
 
         module = self.engine.module
@@ -129,7 +180,8 @@ class Learner:
         with deepspeed.zero.GatheredParameters(params, modifier_rank=None, enabled=self.cfg["zero_stage"] == 3):
             if self.rank != 0:
                 return None
-            state = {k: v.detach().clone().contiguous() for k, v in module.state_dict().items()}
+            state = merged_lora_state(module) if self.lora else module.state_dict()
+            state = {k: v.detach().clone().contiguous() for k, v in state.items()}
         if "lm_head.weight" not in state or self.tied:
             state["lm_head.weight"] = state["model.embed_tokens.weight"].clone()
         return state

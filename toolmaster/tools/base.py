@@ -1,4 +1,5 @@
-"""A tool is an OpenAI function schema plus an executor; ToolRunner runs calls with the right backend.
+"""A tool is an OpenAI function schema plus an executor; ToolRunner runs calls with the right backend
+and scores finished episodes (an environment's scoring may itself call out, e.g. to an LLM judge).
 
 Tools and executors are plain frozen data, so tasks can travel to Ray actors; the runner owns the
 process-local resources (the sandbox pool).
@@ -45,6 +46,13 @@ class ToolRunner:
         if isinstance(ex, PythonExecutor):
             return self.sandbox.call(ex.source, ex.function, arguments)
         raise TypeError(f"tool {tool.name!r} has an executor of unknown kind {type(ex).__name__}")
+
+    def score(self, env, task, episode, reward_weights=None) -> tuple[bool, dict]:
+        """Correctness by the environment's own rule, then the weighted reward components."""
+        from toolmaster.rewards import score_episode
+
+        episode.correct = env.is_correct(task, episode.final_message, episode.answer, episode.last_observation)
+        return episode.correct, score_episode(episode, reward_weights)
 
     def close(self) -> None:
         self.sandbox.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from toolmaster import console
+from toolmaster.config import check_runtime
 from toolmaster.envs import make_env
 from toolmaster.learner.group import LearnerGroup
 from toolmaster.learner.losses import group_advantages
@@ -60,6 +61,7 @@ class GRPOTrainer:
     """Holds the actors of one run; ``step()`` is one synchronous GRPO step."""
 
     def __init__(self, cfg, model_dir: str, resume: bool = False):
+        check_runtime(cfg)
         init_ray()
         self.cfg, self.run = cfg, RunDir(cfg, "grpo")
         self.step_index, self.version = 0, 0
@@ -69,6 +71,8 @@ class GRPOTrainer:
         self.env = make_env(cfg.env)
         self.learners = LearnerGroup(cfg, model_dir)
         self.pool = RolloutPool(cfg, model_dir)
+        if cfg.rollout.weight_transport != "object_store":  # a transport with a standing connection (NCCL)
+            self.learners.connect_transport(cfg.rollout.weight_transport, list(self.pool.workers.values()))
         if self.version:  # resumed: the engines loaded the checkpoint, which is this version
             self.pool.update_weights({"version": self.version, "ref": None, "preloaded": True})
         self.last_records: list[dict] = []
@@ -94,7 +98,9 @@ class GRPOTrainer:
             "tokens_per_episode": _mean(len(r["token_ids"]) for r in records),
             "episodes": len(records), "task_ids": [t.id for t in tasks],
             "episode_ids": [r["episode_id"] for r in records],
-            "time/rollout": t1 - t0, "time/reward": t2 - t1, "time/train": t3 - t2, "time/sync": t4 - t3,
+            # rollout wall time; inside it, per-episode means of generation, tool calls and reward scoring
+            "time/rollout": t1 - t0, "time/advantages": t2 - t1, "time/train": t3 - t2, "time/sync": t4 - t3,
+            **{f"time/episode_{k}": _mean(r["timings"][k] for r in records) for k in ("generate", "tools", "score")},
             "time/engine_reload": reload_s, "workers_replaced": self.pool.replaced,
         }
         self.step_index += 1

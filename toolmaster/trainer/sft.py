@@ -6,6 +6,7 @@ import random
 import time
 
 from toolmaster import console
+from toolmaster.config import check_runtime
 from toolmaster.learner.group import LearnerGroup
 from toolmaster.protocol import render_text
 from toolmaster.protocol.chat_format import IM_END
@@ -47,6 +48,7 @@ def load_examples(data_dir: str, tokenizer, max_tokens: int) -> list[tuple[list[
 def train_sft(cfg, model_dir: str, data_dir: str, resume: bool = False) -> dict:
     from transformers import AutoTokenizer
 
+    check_runtime(cfg)
     init_ray()
     cfg = cfg.model_copy(deep=True)
     cfg.learner.lr = cfg.sft.lr

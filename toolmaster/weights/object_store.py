@@ -3,8 +3,8 @@
 Works on CPU and across nodes without a shared disk. The worker writes the tensors as safetensors into
 its own scratch directory (/dev/shm when present) and calls vLLM's ``reload_weights`` on it, which keeps
 vLLM's CPU weight repacking intact; the engine always serves an untied export (see rollout.worker), so
-lm_head is reloaded too. The prefix cache is reset after every load: cached KV blocks of old weights
-would otherwise be reused.
+lm_head is reloaded too (the engine pauses, drains, reloads and drops its prefix cache: see
+rollout.vllm_engine).
 """
 from __future__ import annotations
 
@@ -22,17 +22,16 @@ class ObjectStoreTransport(WeightTransport):
     def publish(self, state_dict, version: int):
         return {"version": version, "ref": ray.put(state_dict)}
 
-    def apply(self, handle, llm, scratch_dir: str) -> None:
+    async def apply(self, handle, engine, scratch_dir: str) -> None:
         from safetensors.torch import save_file
 
         state = handle["ref"]
         if isinstance(state, ray.ObjectRef):
-            state = ray.get(state)
+            state = await state
         target = os.path.join(scratch_dir, f"v{handle['version']}")
         os.makedirs(target, exist_ok=True)
         save_file({k: v.contiguous() for k, v in state.items()}, os.path.join(target, "model.safetensors"))
-        llm.collective_rpc("reload_weights", kwargs={"weights_path": target})
-        llm.reset_prefix_cache()
+        await engine.load_weights(target, handle["version"])
         for name in os.listdir(scratch_dir):  # keep only the version being served
             if name != f"v{handle['version']}":
                 shutil.rmtree(os.path.join(scratch_dir, name), ignore_errors=True)

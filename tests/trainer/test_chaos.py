@@ -1,0 +1,59 @@
+"""Chaos: a rollout worker dies during every GRPO step; every step still trains on exactly B×G episodes."""
+import os
+import random
+import signal
+import threading
+import time
+
+import ray
+
+from tests.trainer.test_grpo import _config
+
+
+def _kill_one_busy_worker(pool, step: int, killed: list, stop: threading.Event) -> None:
+    """Wait until episodes are in flight, then kill a worker that holds some: its actor (even steps) or its
+    process (odd steps)."""
+    rng = random.Random(step)
+    while not stop.is_set():
+        busy = sorted(set(pool.assignment.values()))
+        if busy:
+            wid = rng.choice(busy)
+            handle = pool.workers.get(wid)
+            if handle is None:
+                continue
+            held = [eid for eid, w in list(pool.assignment.items()) if w == wid]
+            if step % 2:
+                os.kill(ray.get(handle.pid.remote()), signal.SIGKILL)
+            else:
+                ray.kill(handle, no_restart=True)
+            killed.append((step, wid, held))
+            return
+        time.sleep(0.05)
+
+
+def test_a_worker_killed_in_every_step(ray_local, tmp_path, tiny_model_dir):
+    from toolmaster.trainer.grpo import GRPOTrainer
+
+    steps, b, g = 5, 2, 2
+    cfg = _config(tmp_path / "run", 2, steps=steps, extra=["rollout.num_workers=2", "rollout.max_episodes_per_worker=2",
+                                                           "rollout.num_cpus_per_worker=0.25"])
+    trainer = GRPOTrainer(cfg, tiny_model_dir)
+    killed, history = [], []
+    try:
+        for step in range(steps):
+            stop = threading.Event()
+            killer = threading.Thread(target=_kill_one_busy_worker, args=(trainer.pool, step, killed, stop))
+            killer.start()
+            history.append(trainer.step())
+            stop.set()
+            killer.join()
+    finally:
+        trainer.close()
+    assert [k[0] for k in killed] == list(range(steps))  # one kill in every step, while it held episodes
+    assert all(k[2] for k in killed)
+    for step, h in enumerate(history):
+        expected = {f"s{step}-t{i}-g{j}" for i in range(b) for j in range(g)}
+        assert h["episodes"] == b * g and len(h["episode_ids"]) == b * g
+        assert set(h["episode_ids"]) == expected  # none lost, none duplicated
+        assert h["version"] == step + 1
+    assert history[-1]["workers_replaced"] == steps
