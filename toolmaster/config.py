@@ -17,14 +17,15 @@ class Section(BaseModel):
 
 class ModelConfig(Section):
     path: str | None = Field(None, description="HF model directory; None means build the tiny model")
-    tie_embeddings: bool = False
+    tie_embeddings: bool = Field(True, description="tied: copying works for tokens rare in training data")
     hidden_size: int = Field(128, ge=32)
     num_layers: int = Field(4, ge=1)
     num_heads: int = Field(4, ge=1)
     num_kv_heads: int = Field(2, ge=1)
     intermediate_size: int = Field(512, ge=32)
-    vocab_size: int = Field(4096, ge=512, description="BPE vocabulary trained locally")
+    vocab_size: int = Field(1024, ge=512, description="BPE vocabulary trained locally")
     max_position_embeddings: int = Field(2048, ge=128)
+    copy_pretrain_steps: int = Field(1500, ge=0, description="copy pre-training in the builder (0: none)")
     seed: int = 0
 
     @model_validator(mode="after")

@@ -20,7 +20,7 @@ def test_synth_500_with_trials_and_corrections(tmp_path):
     tools = json.loads(row["tools"])
     for msg in row["messages"]:
         if msg["role"] == "assistant":
-            assert parse_turn(msg["content"], tools).ok
+            assert not parse_turn(msg["content"], tools).format_errors  # bare trial calls fail on purpose
     assert row["messages"][-1]["content"] == f"<answer>{row['reference']}</answer>"
 
 

@@ -37,7 +37,7 @@ def take_turn(episode: Episode, task: Task, text: str, runner: ToolRunner, track
     """Apply one assistant turn to an episode: parse it, run its calls, append the observations."""
     parsed = parse_turn(text, task.schemas)
     episode.messages.append({"role": "assistant", "content": text})
-    tracker.record_turn(parsed.experience is not None, len(parsed.errors))
+    tracker.record_turn(parsed.experience is not None, len(parsed.format_errors))
     observations = []
     for item in parsed.items:
         if hasattr(item, "arguments"):

@@ -2,7 +2,7 @@
 
 No model hub is reachable on laptops/CI, so the embedded default trains a byte-level BPE tokenizer on
 protocol text (rendered toolworld trajectories from every split, so names of every split tokenize the
-same way) and initializes a small Qwen2ForCausalLM. The tokenizer uses exactly Qwen2's normalizer and
+same way), initializes a small Qwen2ForCausalLM and gives it a short copy pre-training (models.pretrain). The tokenizer uses exactly Qwen2's normalizer and
 pre-tokenizer: transformers rebuilds those for model_type=qwen2, and any other choice silently changes ids
 after a save/load round trip.
 """
@@ -61,8 +61,8 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     return fast
 
 
-def build_tiny_model(cfg, out_dir: str | Path, tie_embeddings: bool | None = None) -> dict:
-    """Write an HF model directory; returns facts about it (parameter count, vocab size)."""
+def build_tiny_model(cfg, out_dir: str | Path, tie_embeddings: bool | None = None, progress=None) -> dict:
+    """Write an HF model directory; returns facts about it (parameter count, vocab size, copy pre-training)."""
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
@@ -70,7 +70,8 @@ def build_tiny_model(cfg, out_dir: str | Path, tie_embeddings: bool | None = Non
     tie = m.tie_embeddings if tie_embeddings is None else tie_embeddings
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_tokenizer(protocol_corpus(cfg), m.vocab_size)
+    corpus = protocol_corpus(cfg)
+    tokenizer = train_tokenizer(corpus, m.vocab_size)
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     pad = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     config = Qwen2Config(
@@ -82,12 +83,18 @@ def build_tiny_model(cfg, out_dir: str | Path, tie_embeddings: bool | None = Non
     torch.manual_seed(m.seed)
     model = Qwen2ForCausalLM(config)
     model.generation_config = GenerationConfig(eos_token_id=im_end, pad_token_id=pad, bos_token_id=pad)
+    pretrain = {}
+    if m.copy_pretrain_steps:
+        from toolmaster.models.pretrain import pretrain_copy
+
+        used = sorted({t for text in corpus for t in tokenizer(text, add_special_tokens=False)["input_ids"]})
+        pretrain = pretrain_copy(model, used, pad, m.copy_pretrain_steps, seed=m.seed, progress=progress)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     _mark_qwen2_tokenizer(out)
     facts = {"parameters": sum(p.numel() for p in model.parameters()), "vocab_size": len(tokenizer),
              "tie_word_embeddings": tie, "hidden_size": m.hidden_size, "layers": m.num_layers,
-             "head_dim": m.hidden_size // m.num_heads}
+             "head_dim": m.hidden_size // m.num_heads, **pretrain}
     (out / "toolmaster_model.json").write_text(json.dumps(facts, indent=2))
     return facts
 

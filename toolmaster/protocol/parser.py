@@ -60,6 +60,12 @@ class ParsedTurn:
         return [i for i in self.items if isinstance(i, ParseError)] + list(self.turn_errors)
 
     @property
+    def format_errors(self) -> list[ParseError]:
+        """Errors in how the turn is written; a well-formed call to a known tool with wrong arguments is a
+        failed call instead (a bare trial call is one on purpose)."""
+        return [e for e in self.errors if e.kind != "bad_arguments"]
+
+    @property
     def ok(self) -> bool:
         return not self.errors
 

@@ -22,10 +22,13 @@ class EpisodeStats:
         self.events.append(("call", tool, ok))
 
     def summary(self) -> dict:
-        """Calls before the first experience note are trial calls; the rest (all calls, when no note was
-        written) are execution calls. A correction is an execution call that succeeds on a tool whose
-        execution call failed before; each failure is corrected at most once."""
-        first_note = next((i for i, e in enumerate(self.events) if e[0] == "experience"), None)
+        """A call to a tool is a trial call when an experience note follows it before the tool is used
+        for real: calls to a tool before the first note written after that tool's first call (all trials
+        up front then one note, or trial → note → use per tool). Calls not followed by a note are
+        execution calls. A correction is an execution call that succeeds on a tool whose execution call
+        failed before; each failure is corrected at most once."""
+        notes = [i for i, e in enumerate(self.events) if e[0] == "experience"]
+        first_call: dict = {}
         trial = execution = failed = corrections = 0
         pending: dict[str, int] = {}
         for i, event in enumerate(self.events):
@@ -33,7 +36,9 @@ class EpisodeStats:
                 continue
             _, tool, ok = event
             failed += not ok
-            if first_note is not None and i < first_note:
+            first = first_call.setdefault(tool, i)
+            note_after = next((n for n in notes if n > first), None)
+            if note_after is not None and i < note_after:
                 trial += 1
                 continue
             execution += 1
@@ -49,5 +54,5 @@ class EpisodeStats:
             "failed_calls": failed,
             "parse_errors": sum(e[0] == "parse_error" for e in self.events),
             "corrections": corrections,
-            "wrote_experience": first_note is not None,
+            "wrote_experience": bool(notes),
         }

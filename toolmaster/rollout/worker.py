@@ -1,6 +1,7 @@
 """RolloutWorker: a Ray actor that owns one vLLM async engine and runs many multi-turn episodes at once."""
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 import time
@@ -64,6 +65,7 @@ class RolloutWorker:
         self.transport = make_transport(self.cfg.rollout.weight_transport)
         self.weights_dir = os.path.join(self.scratch, "weights")
         self.in_flight = self.peak_in_flight = self.completed = 0
+        self._update_lock = asyncio.Lock()  # binds to the actor's event loop on first use
 
     def ready(self) -> int:
         return self.worker_id
@@ -78,10 +80,7 @@ class RolloutWorker:
     async def update_weights(self, handle: dict) -> float:
         """Serve ``handle``'s version unless a newer one is already served. Updates run one at a time: a
         joining worker's catch-up can overlap the next publish."""
-        import asyncio
-
         start = time.time()
-        self._update_lock = getattr(self, "_update_lock", None) or asyncio.Lock()  # bound to the actor's loop
         async with self._update_lock:
             if handle["version"] > self.engine.version:
                 if handle.get("preloaded"):  # the engine started from this version's checkpoint

@@ -30,28 +30,38 @@ def _read_value(observation: str | None, relation: str) -> str | None:
 
 
 def teacher_script(task, rng: random.Random, trial: bool, mistake_rate: float, probe_distractors: bool):
-    """A generator of assistant turns; each ``send`` gives it the observations of its previous turn."""
+    """A generator of assistant turns; each ``send`` gives it the observations of its previous turn.
+
+    With trials, each tool of the plan is first tried — called bare (its error names the parameters) and
+    then with the plain value (its error, if any, shows the hidden rule) — then the lesson goes into an
+    experience note and the tool is used for real. ``probe_distractors`` also tries the tools the plan
+    does not need. Without trials the agent calls each tool from its schema and corrects itself from
+    the error. ``mistake_rate`` is the chance of a slip (the plain value again) after a note.
+    """
     meta = task.metadata
-    plan, chain = meta["plan"], meta["chain"]
-    note = None
-    if trial:
-        probes = [t.name for t in task.tools] if probe_distractors else list(plan)
-        yield "\n".join(_call(task, tool, chain[0], correct=False) for tool in probes)
-        note = " ".join(Quirk(**meta["quirks"][t]).describe(t, meta["params"][t]) for t in probes)
-    entity = chain[0]
-    for tool in plan:
+    entity = meta["chain"][0]
+    note = ""  # an experience note waiting to open the next turn
+    if trial and probe_distractors:
+        for tool in (t.name for t in task.tools if t.name not in meta["plan"]):
+            yield call_text(tool, {})
+    for tool in meta["plan"]:
         quirk = Quirk(**meta["quirks"][tool])
-        # Without a trial the first call of a quirky tool is naive; with one, mistakes are injected.
-        wrong_first = quirk.kind != "none" and (not trial or rng.random() < mistake_rate)
-        attempts = [False, True] if wrong_first else [True]
-        for correct in attempts:
-            text = _call(task, tool, entity, correct)
-            if note is not None:
-                text, note = f"<experience>{note}</experience>\n{text}", None
-            observations = yield text
+        if trial:
+            yield note + call_text(tool, {})
+            observations = yield _call(task, tool, entity, correct=False)
+            note = f"<experience>{quirk.describe(tool, meta['params'][tool])}</experience>\n"
+            if quirk.kind != "none":  # the plain call failed: use the tool for real, by the lesson
+                if rng.random() < mistake_rate:
+                    yield note + _call(task, tool, entity, correct=False)
+                    note = ""
+                observations = yield note + _call(task, tool, entity, correct=True)
+                note = ""
+        else:
+            for correct in ([False, True] if quirk.kind != "none" else [True]):
+                observations = yield _call(task, tool, entity, correct)
         value = _read_value(observations[-1] if observations else None, meta["relations"][tool])
         entity = value if value is not None else entity
-    yield f"<answer>{entity}</answer>"
+    yield f"{note}<answer>{entity}</answer>"
 
 
 class ScriptedTeacher:

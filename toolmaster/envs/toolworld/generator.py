@@ -1,9 +1,10 @@
 """Procedural multi-hop tasks over unfamiliar, executable lookup tools.
 
 A task with h hops is a chain e0 → e1 → … → eh: tool k maps e(k-1) to ek through a lookup table. The
-question names the relations ("What is the R2 of the R1 of e0?"); each relation has a tool whose name and
-parameter names are made up, whose key argument may carry a hidden rule (see quirks), and distractor
-tools answer for other relations, silently wrong. Every task is a pure function of (seed, split, index).
+question names the relations ("What is the r512 of the r347 of e2718?"); each relation R has a tool get_R
+whose parameter names are made up and whose key argument may carry a hidden rule (see quirks);
+distractor tools answer for other relations, silently wrong. Calling a tool with no arguments is a
+cheap trial: Python's own error names the parameters it takes. Every task is a pure function of (seed, split, index).
 """
 from __future__ import annotations
 
@@ -11,17 +12,16 @@ import random
 from dataclasses import asdict
 
 from toolmaster.envs.base import Task
-from toolmaster.envs.toolworld.names import distinct_words, word
+from toolmaster.envs.toolworld.names import code, distinct_codes
 from toolmaster.envs.toolworld.quirks import NO_QUIRK, Quirk, sample_quirk
 from toolmaster.tools.base import PythonExecutor, Tool
 
-_VERBS = ("get", "find", "fetch", "lookup", "query")
 _DESCRIPTIONS = ("Returns the {rel} of an item.", "Looks up the {rel} linked to a record.",
                  "Finds the {rel} for the given entry.")
 
 
 def _tool_source(name: str, param: str, rel: str, table: dict, quirk: Quirk) -> str:
-    args = param + (f", {quirk.option}=None" if quirk.kind == "enum" else "")
+    args = param + (f", {quirk.option}" if quirk.kind == "enum" else "")  # required: a bare probe names both
     body = ["table = " + repr(table),
             "key = " + param,
             "if not isinstance(key, str):",
@@ -54,16 +54,11 @@ def generate_task(cfg, split: str, index: int) -> Task:
     rng = random.Random(f"toolworld:{cfg.seed}:{split}:{index}")
     hops = rng.randint(cfg.min_hops, cfg.max_hops)
     n_tools = hops + cfg.distractors
-    relations = distinct_words(rng, split, n_tools, 2)
-    params = [word(rng, split, 2) for _ in range(n_tools)]
-    entities = distinct_words(rng, split, hops + 1 + n_tools * cfg.entities_per_tool, 3)
+    relations = distinct_codes(rng, split, "r", 3, n_tools)
+    params = distinct_codes(rng, split, "p", 3, n_tools)
+    entities = distinct_codes(rng, split, "e", 4, hops + 1 + n_tools * cfg.entities_per_tool)
     chain, pool = entities[: hops + 1], entities[hops + 1:]
-    names = []
-    for rel in relations:
-        name = f"{rng.choice(_VERBS)}_{rel}"
-        while name in names:
-            name = f"{rng.choice(_VERBS)}_{rel}"
-        names.append(name)
+    names = [f"get_{rel}" for rel in relations]
     tools, quirks = [], {}
     for k in range(n_tools):
         keys = rng.sample(pool, cfg.entities_per_tool - 1)
@@ -75,8 +70,8 @@ def generate_task(cfg, split: str, index: int) -> Task:
         table = {key: rng.choice(pool) for key in keys}
         if k < hops:
             table[chain[k]] = chain[k + 1]
-        option = word(rng, split, 2)
-        quirk = sample_quirk(rng, split, cfg.quirk_rate, option, word(rng, split, 2))
+        option = code(rng, split, "o", 3)
+        quirk = sample_quirk(rng, split, cfg.quirk_rate, option, code(rng, split, "v", 2))
         if quirk.kind == "enum" and quirk.option == params[k]:
             quirk = NO_QUIRK
         source = _tool_source(names[k], params[k], relations[k], table, quirk)

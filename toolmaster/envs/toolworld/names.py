@@ -1,31 +1,28 @@
-"""Made-up words for toolworld, from syllable pools that are disjoint per split.
+"""Made-up names for toolworld: a letter that says what kind of name it is, then digits.
 
-The partition is fixed (not seeded by the run), so "test names never appear in training" holds for every
-seed: train, test and test_ood draw tool names, parameter names, relation words and entities from
-disjoint syllable sets.
+Digits are single tokens for every Qwen2-style tokenizer (its pre-tokenizer splits numbers into digits),
+so a name tokenizes the same way in the question, a tool schema, an error message or an argument, and a
+model can copy it token for token. The splits stay disjoint by a fixed partition of the *leading* digit:
+no name of the test splits ever appears in training, for every seed.
 """
 from __future__ import annotations
 
 import random
 
-_CONSONANTS = "bdfgklmnprstvz"
-_VOWELS = "aeiou"
-_ALL = [c + v for c in _CONSONANTS for v in _VOWELS]  # 70 CV syllables
-_order = random.Random("toolworld-syllables-v1").sample(_ALL, len(_ALL))
-SYLLABLES = {"train": _order[:30], "test": _order[30:50], "test_ood": _order[50:]}
+LEADING_DIGITS = {"train": "12345", "test": "678", "test_ood": "90"}
+DIGITS = "0123456789"
 
 
-def word(rng: random.Random, split: str, syllables: int) -> str:
-    pool = SYLLABLES[split]
-    return "".join(rng.choice(pool) for _ in range(syllables))
+def code(rng: random.Random, split: str, letter: str, digits: int) -> str:
+    return letter + rng.choice(LEADING_DIGITS[split]) + "".join(rng.choice(DIGITS) for _ in range(digits - 1))
 
 
-def distinct_words(rng: random.Random, split: str, count: int, syllables: int, avoid: set | None = None) -> list[str]:
-    seen = set(avoid or ())
+def distinct_codes(rng: random.Random, split: str, letter: str, digits: int, count: int) -> list[str]:
+    seen: set[str] = set()
     out = []
     while len(out) < count:
-        w = word(rng, split, syllables)
-        if w not in seen:
-            seen.add(w)
-            out.append(w)
+        name = code(rng, split, letter, digits)
+        if name not in seen:
+            seen.add(name)
+            out.append(name)
     return out

@@ -76,7 +76,7 @@ class Quirk:
             return f"{tool}: {param} must be wrapped in square brackets."
         if self.kind == "upper":
             return f"{tool}: {param} must be upper-case."
-        return f"{tool}: no rule."
+        return f"{tool}: {param} takes the plain value."
 
 
 NO_QUIRK = Quirk("none")
