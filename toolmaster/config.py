@@ -85,7 +85,7 @@ class RewardConfig(Section):
 
 
 class SynthConfig(Section):
-    num_tasks: int = Field(500, ge=1)
+    num_tasks: int = Field(1000, ge=1)
     seed: int = 0
     trial: bool = Field(True, description="trial-phase data and prompt; False is the no-trial ablation (same prompt in SFT, GRPO and eval)")
     mistake_rate: float = Field(0.3, ge=0.0, le=1.0, description="chance of an injected mistake per execution call")
@@ -116,6 +116,7 @@ class EvalConfig(Section):
 class EnvActorsConfig(Section):
     num_actors: int = Field(0, ge=0, description="ToolEnv actors for rollouts; 0 runs tools in each rollout worker")
     num_cpus_per_actor: float = Field(0.25, gt=0)
+    resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources per actor")
 
 
 class EngineConfig(Section):
@@ -129,14 +130,32 @@ class EngineConfig(Section):
     max_num_seqs: int = Field(64, ge=1, description="sequences the engine batches at once")
 
 
+class AutoscaleConfig(Section):
+    """Rollout workers sized from queue depth (rollout.autoscale); off: a fixed rollout.num_workers."""
+    enabled: bool = False
+    min_workers: int = Field(1, ge=1)
+    max_workers: int = Field(4, ge=1)
+    up_cooldown_s: float = Field(0.0, ge=0, description="least time between two scaling changes when growing")
+    down_cooldown_s: float = Field(30.0, ge=0, description="least time between changes before shrinking")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "AutoscaleConfig":
+        if self.min_workers > self.max_workers:
+            raise ValueError(f"min_workers {self.min_workers} > max_workers {self.max_workers}")
+        return self
+
+
 class RolloutConfig(Section):
     num_workers: int = Field(1, ge=1)
     num_cpus_per_worker: float = Field(0.5, gt=0, description="sync GRPO alternates phases, so roles share cores")
     num_gpus_per_worker: float = Field(0.0, ge=0, description="GPU clusters: 1 per vLLM engine")
+    resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources per worker, "
+                                        "e.g. {rollout: 1} to place workers on nodes of that role")
     max_episodes_per_worker: int = Field(32, ge=1, description="episodes a worker runs concurrently")
     weight_transport: Literal["object_store", "nccl"] = "object_store"
     engine: EngineConfig = EngineConfig()
     generation: SamplingConfig = SamplingConfig()
+    autoscale: AutoscaleConfig = AutoscaleConfig()
 
 
 class LoRAConfig(Section):
@@ -151,6 +170,8 @@ class LearnerConfig(Section):
     num_ranks: int = Field(2, ge=1)
     num_cpus_per_rank: float = Field(0.5, gt=0)
     num_gpus_per_rank: float = Field(0.0, ge=0, description="GPU clusters: 1 per rank")
+    resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources per rank "
+                                        "(its placement-group bundle), e.g. {learner: 1}")
     zero_stage: Literal[2, 3] = 2
     backend: Literal["gloo", "nccl"] = "gloo"
     lr: float = Field(1e-4, gt=0)
@@ -169,14 +190,19 @@ class GRPOConfig(Section):
     std_normalize: bool = Field(True, description="False gives Dr.GRPO advantages (no std division)")
     drop_zero_variance: bool = False
     checkpoint_every: int = Field(0, ge=0, description="0: only at the end")
+    async_rollouts: bool = Field(False, description="generate step s+1's episodes while step s trains")
+    max_staleness: int = Field(1, ge=0, description="async: episodes sampled more than this many versions "
+                                                   "before the one being trained are re-sampled")
     seed: int = 0
 
 
 class SFTConfig(Section):
     data: str | None = Field(None, description="a dataset written by `toolmaster synth`")
-    steps: int = Field(100, ge=1)
+    steps: int = Field(400, ge=1)
     batch_size: int = Field(8, ge=1)
-    lr: float = Field(2e-3, gt=0, description="SFT learning rate (a tiny model from scratch needs a high one)")
+    lr: float = Field(2e-3, gt=0, description="peak SFT learning rate (a tiny model from scratch needs a high one)")
+    warmup_steps: int = Field(20, ge=0, description="linear warm-up, then cosine decay to min_lr_ratio × lr")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
     max_tokens: int = Field(1024, ge=64)
     checkpoint_every: int = Field(0, ge=0)
 

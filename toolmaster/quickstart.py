@@ -13,8 +13,35 @@ from toolmaster import console
 from toolmaster.config import dump_config
 
 
+def _evaluate_stages(cfg, out: Path, stages: dict) -> dict:
+    """Each stage's checkpoint on toolworld's held-out test split, on one rollout fleet: the pool starts
+    with the first checkpoint and loads each next one as a new weight version (no engine restarts)."""
+    from toolmaster.evaluation.runner import evaluate, fleet_config
+    from toolmaster.rollout.pool import RolloutPool
+    from toolmaster.weights.object_store import checkpoint_handle
+
+    eval_cfg = cfg.model_copy(deep=True)
+    eval_cfg.env.name = "toolworld"
+    eval_cfg.eval.policy, eval_cfg.eval.split = "model", "test"
+    from toolmaster.ray_utils import init_ray
+
+    init_ray()
+    paths = list(stages.values())
+    pool = RolloutPool(fleet_config(eval_cfg), paths[0])
+    reports = {}
+    try:
+        for version, (stage, path) in enumerate(stages.items()):
+            if version:
+                pool.update_weights(checkpoint_handle(path, version))
+            eval_cfg.eval.model = path
+            with console.progress(f"evaluating {stage}", 0) as advance:
+                reports[stage] = evaluate(eval_cfg, out / f"eval_{stage}", progress=advance, pool=pool)
+    finally:
+        pool.shutdown()
+    return reports
+
+
 def quickstart(cfg, out_dir: str) -> dict:
-    from toolmaster.evaluation.runner import evaluate
     from toolmaster.models.tiny import build_tiny_model
     from toolmaster.teacher.synth import synthesize
 
@@ -51,15 +78,8 @@ def quickstart(cfg, out_dir: str) -> dict:
     timings["grpo_s"] = round(time.time() - t3, 1)
 
     t4 = time.time()
-    reports = {}
-    stages = {"untrained": str(model_dir), "sft": sft["checkpoint"],
-              "grpo": str(Path(grpo["run_dir"]) / "checkpoints" / "latest")}
-    for stage, path in stages.items():
-        eval_cfg = cfg.model_copy(deep=True)
-        eval_cfg.env.name = "toolworld"
-        eval_cfg.eval.policy, eval_cfg.eval.model, eval_cfg.eval.split = "model", path, "test"
-        with console.progress(f"evaluating {stage}", 0) as advance:
-            reports[stage] = evaluate(eval_cfg, out / f"eval_{stage}", progress=advance)
+    reports = _evaluate_stages(cfg, out, {"untrained": str(model_dir), "sft": sft["checkpoint"],
+                                          "grpo": str(Path(grpo["run_dir"]) / "checkpoints" / "latest")})
     timings["eval_s"] = round(time.time() - t4, 1)
     timings["total_s"] = round(time.time() - t0, 1)
 

@@ -18,7 +18,33 @@ def _runs(mask):
     return runs
 
 
-def test_multi_turn_mask_and_retokenization(ray_local, tiny_model_dir):
+def _hf_logprobs(model_dir, ids):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([ids])).logits[0], -1)
+    return [0.0] + [logp[i - 1, t].item() for i, t in enumerate(ids) if i]
+
+
+def _perturbed_tied_copy(model_dir, out):
+    """The same architecture with other weights, saved tied (no lm_head tensor in the checkpoint)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model.config.tie_word_embeddings = True
+    model.lm_head.weight = model.model.embed_tokens.weight
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    model.save_pretrained(out)
+    return out
+
+
+def test_multi_turn_mask_and_retokenization(ray_local, tiny_model_dir, tmp_path):
     from transformers import AutoTokenizer
 
     from toolmaster.rollout.pool import RolloutPool
@@ -30,8 +56,16 @@ def test_multi_turn_mask_and_retokenization(ray_local, tiny_model_dir):
         records = pool.run(tasks, group_size=2, step=0)
         worker = next(iter(pool.workers.values()))
         peak = ray.get(worker.stats.remote())["peak_episodes_in_flight"]
+        # the running fleet switches to another checkpoint (a tied one) as a new version: engine = HF
+        from toolmaster.weights.object_store import checkpoint_handle
+
+        other = _perturbed_tied_copy(tiny_model_dir, str(tmp_path / "other"))
+        seq = max((r["token_ids"] for r in records), key=len)
+        pool.update_weights(checkpoint_handle(other, 1))
+        engine_lp = pool.prompt_logprobs(seq)[0]
     finally:
         pool.shutdown()
+    assert max(abs(a - b) for a, b in zip(engine_lp[1:], _hf_logprobs(other, seq)[1:])) < 1e-4
     assert [r["episode_id"] for r in records] == [f"s0-t{i}-g{g}" for i in range(4) for g in range(2)]
     assert peak == 8  # all eight episodes shared the one engine at once
     assert not pool.assignment  # every assignment was released

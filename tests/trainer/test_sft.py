@@ -1,5 +1,6 @@
 import json
 
+from toolmaster.config import build_config
 from toolmaster.protocol import render_text
 from toolmaster.trainer.sft import sft_example
 
@@ -41,3 +42,13 @@ def test_sft_on_the_learner_group(ray_local, tiny_model_dir, tmp_path, cfg):
     model = AutoModelForCausalLM.from_pretrained(out["checkpoint"], dtype=torch.float32)
     assert model.config.model_type == "qwen2"
     assert (tmp_path / "run" / "sft_curve.png").exists() and (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_sft_learning_rate_schedule():
+    from toolmaster.trainer.sft import sft_lr
+
+    cfg = build_config({}, ["sft.steps=100", "sft.lr=1e-3", "sft.warmup_steps=10", "sft.min_lr_ratio=0.1"]).sft
+    lrs = [sft_lr(cfg, s) for s in range(100)]
+    assert lrs[0] == 1e-4 and abs(lrs[9] - 1e-3) < 1e-12  # linear warm-up to the peak
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))  # then never rises
+    assert abs(lrs[-1] - 1e-4) < 1e-12  # and ends at min_lr_ratio × peak

@@ -44,10 +44,13 @@ class ToolEnvActor:
         import os
         return os.getpid()
 
+    def node_id(self) -> str:
+        return ray.get_runtime_context().get_node_id()
+
 
 def start_env_actors(cfg) -> list:
-    actor_cls = ray.remote(num_cpus=cfg.env_actors.num_cpus_per_actor, max_restarts=-1,
-                           max_task_retries=0)(ToolEnvActor)
+    actor_cls = ray.remote(num_cpus=cfg.env_actors.num_cpus_per_actor, resources=cfg.env_actors.resources,
+                           max_restarts=-1, max_task_retries=0)(ToolEnvActor)
     actors = [actor_cls.remote(cfg.sandbox.model_dump()) for _ in range(cfg.env_actors.num_actors)]
     ray.get([a.pid.remote() for a in actors])
     return actors

@@ -49,9 +49,10 @@ def merged_lora_state(peft_model) -> dict:
 
 
 class Learner:
-    def __init__(self, rank: int, world_size: int, master_port: int, model_dir: str, learner_cfg: dict, seed: int = 0):
+    def __init__(self, rank: int, world_size: int, master_addr: str, master_port: int, model_dir: str,
+                 learner_cfg: dict, seed: int = 0):
         os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": "0",
-                           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(master_port)})
+                           "MASTER_ADDR": master_addr, "MASTER_PORT": str(master_port)})
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
         import deepspeed
         from transformers import AutoModelForCausalLM
@@ -85,6 +86,10 @@ class Learner:
     def ready(self) -> int:
         return self.rank
 
+    def node_id(self) -> str:
+        import ray
+        return ray.get_runtime_context().get_node_id()
+
     def _shard(self, batch: dict) -> dict:
         return {k: v[self.rank::self.world_size] for k, v in batch.items() if isinstance(v, list)}
 
@@ -94,7 +99,11 @@ class Learner:
         return ids, mask
 
     def train_step(self, batch: dict, kind: str) -> dict:
-        """One optimizer step on this rank's shard; ``kind`` is "sft" or "grpo"."""
+        """One optimizer step on this rank's shard; ``kind`` is "sft" or "grpo"; ``batch["lr"]``, when given,
+        is this step's learning rate (the driver owns the schedule)."""
+        if "lr" in batch:
+            for group in self.engine.optimizer.param_groups:
+                group["lr"] = batch["lr"]
         shard = self._shard(batch)
         total = float(batch["total_tokens"]) / self.world_size
         self.engine.train()

@@ -12,25 +12,35 @@ from toolmaster.learner.actor import Learner
 
 def _free_port() -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind(("", 0))
         return s.getsockname()[1]
+
+
+@ray.remote(num_cpus=0)
+def _rendezvous_address() -> tuple[str, int]:
+    """Address and free port on the node that runs rank 0 (the torch.distributed store lives there)."""
+    return ray.util.get_node_ip_address(), _free_port()
 
 
 class LearnerGroup:
     def __init__(self, cfg, model_dir: str):
         lc = cfg.learner
         self.num_ranks = lc.num_ranks
-        bundle = {"CPU": lc.num_cpus_per_rank, **({"GPU": lc.num_gpus_per_rank} if lc.num_gpus_per_rank else {})}
+        bundle = {"CPU": lc.num_cpus_per_rank, **({"GPU": lc.num_gpus_per_rank} if lc.num_gpus_per_rank else {}),
+                  **lc.resources}
         bundles = [dict(bundle) for _ in range(lc.num_ranks)]
+        # PACK: all ranks on one node when they fit (fast collectives), spread over nodes when they do not
         self.pg = placement_group(bundles, strategy="PACK")
         ray.get(self.pg.ready())
-        port = _free_port()
-        actor_cls = ray.remote(num_cpus=lc.num_cpus_per_rank, num_gpus=lc.num_gpus_per_rank, max_restarts=0)(Learner)
-        self.actors = [
-            actor_cls.options(scheduling_strategy=PlacementGroupSchedulingStrategy(
-                placement_group=self.pg, placement_group_bundle_index=rank)).remote(
-                rank, lc.num_ranks, port, model_dir, lc.model_dump(), cfg.grpo.seed)
-            for rank in range(lc.num_ranks)]
+        in_bundle = [PlacementGroupSchedulingStrategy(placement_group=self.pg, placement_group_bundle_index=rank)
+                     for rank in range(lc.num_ranks)]
+        self._rank0 = in_bundle[0]
+        addr, port = ray.get(_rendezvous_address.options(scheduling_strategy=self._rank0).remote())
+        actor_cls = ray.remote(num_cpus=lc.num_cpus_per_rank, num_gpus=lc.num_gpus_per_rank, resources=lc.resources,
+                               max_restarts=0)(Learner)
+        self.actors = [actor_cls.options(scheduling_strategy=in_bundle[rank]).remote(
+                           rank, lc.num_ranks, addr, port, model_dir, lc.model_dump(), cfg.grpo.seed)
+                       for rank in range(lc.num_ranks)]
         ray.get([a.ready.remote() for a in self.actors])
 
     def train_step(self, batch: dict, kind: str) -> dict:
@@ -48,7 +58,8 @@ class LearnerGroup:
 
     def connect_transport(self, transport: str, workers: list) -> None:
         """Open a transport that holds connections to the engines (NCCL); every rank takes the call."""
-        ray.get([a.connect_transport.remote(transport, workers, _free_port()) for a in self.actors])
+        _, port = ray.get(_rendezvous_address.options(scheduling_strategy=self._rank0).remote())
+        ray.get([a.connect_transport.remote(transport, workers, port) for a in self.actors])
 
     def save(self, path: str, tokenizer_dir: str) -> None:
         ray.get([a.save.remote(path, tokenizer_dir) for a in self.actors])

@@ -3,8 +3,8 @@
 Agentic SFT needs a model that can copy a token it has just read (names, values, error hints). Learned
 from task data alone, a 1–5M-parameter model sits on a plateau for thousands of steps; on pure copy
 sequences the induction mechanism forms within a few hundred steps (PLATFORM.md measured both). Each
-sequence is ``x SEP x`` for random tokens x drawn from the tokens the protocol uses, with the loss on
-the second x only.
+sequence is ``x SEP x`` — x random tokens the protocol uses, or a window of protocol text — with the
+loss on the second x only.
 """
 from __future__ import annotations
 
@@ -12,20 +12,30 @@ import random
 import time
 
 
-def copy_batch(rng: random.Random, vocab: list[int], sep: int, batch: int, min_len: int, max_len: int):
+def copy_batch(rng: random.Random, vocab: list[int], sep: int, batch: int, min_len: int, max_len: int,
+               texts: list[list[int]] | None = None):
+    """Half the spans are uniform random tokens (copying must not depend on what the tokens are), half
+    are windows of real protocol text (what the agent will copy from), when ``texts`` are given."""
     import torch
 
     n = rng.randint(min_len, max_len)  # one length per batch: no padding, no attention mask
+    long_texts = [t for t in (texts or []) if len(t) > n]
     rows, masks = [], []
     for _ in range(batch):
-        x = [rng.choice(vocab) for _ in range(n)]
+        if long_texts and rng.random() < 0.5:
+            text = rng.choice(long_texts)
+            lo = rng.randrange(len(text) - n)
+            x = text[lo: lo + n]
+        else:
+            x = [rng.choice(vocab) for _ in range(n)]
         rows.append(x + [sep] + x)
         masks.append([0] * (n + 1) + [1] * n)
     return torch.tensor(rows), torch.tensor(masks)
 
 
 def pretrain_copy(model, vocab: list[int], sep: int, steps: int, lr: float = 2e-3, batch: int = 32,
-                  min_len: int = 4, max_len: int = 24, seed: int = 0, progress=None) -> dict:
+                  min_len: int = 4, max_len: int = 24, seed: int = 0, texts: list[list[int]] | None = None,
+                  progress=None) -> dict:
     """Train ``model`` in place; returns the first and last losses."""
     import torch
 
@@ -36,7 +46,7 @@ def pretrain_copy(model, vocab: list[int], sep: int, steps: int, lr: float = 2e-
     model.train()
     losses, start = [], time.time()
     for step in range(steps):
-        ids, mask = copy_batch(rng, vocab, sep, batch, min_len, max_len)
+        ids, mask = copy_batch(rng, vocab, sep, batch, min_len, max_len, texts)
         logits = model(ids).logits[:, :-1]
         target, m = ids[:, 1:], mask[:, 1:].float()
         nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1),

@@ -87,8 +87,9 @@ def build_tiny_model(cfg, out_dir: str | Path, tie_embeddings: bool | None = Non
     if m.copy_pretrain_steps:
         from toolmaster.models.pretrain import pretrain_copy
 
-        used = sorted({t for text in corpus for t in tokenizer(text, add_special_tokens=False)["input_ids"]})
-        pretrain = pretrain_copy(model, used, pad, m.copy_pretrain_steps, seed=m.seed, progress=progress)
+        texts = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in corpus]
+        used = sorted({t for ids in texts for t in ids})
+        pretrain = pretrain_copy(model, used, pad, m.copy_pretrain_steps, seed=m.seed, texts=texts, progress=progress)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     _mark_qwen2_tokenizer(out)

@@ -9,12 +9,15 @@ the newest weights.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections import Counter, deque
 from typing import Callable
 
 import ray
 from ray.exceptions import RayActorError
 
+from toolmaster.rollout.autoscale import AutoscalePolicy
 from toolmaster.rollout.worker import RolloutWorker
 
 log = logging.getLogger(__name__)
@@ -23,24 +26,39 @@ log = logging.getLogger(__name__)
 class RolloutPool:
     def __init__(self, cfg, model_dir: str):
         self.cfg, self.model_dir = cfg, model_dir
-        self._actor_cls = ray.remote(num_cpus=cfg.rollout.num_cpus_per_worker,
-                                     num_gpus=cfg.rollout.num_gpus_per_worker, max_restarts=0)(RolloutWorker)
+        self._actor_cls = ray.remote(num_cpus=cfg.rollout.num_cpus_per_worker, num_gpus=cfg.rollout.num_gpus_per_worker,
+                                     resources=cfg.rollout.resources, max_restarts=0)(RolloutWorker)
         self._next_id = 0
         self.workers: dict[int, ray.actor.ActorHandle] = {}
         self._starting: dict[int, ray.ObjectRef] = {}  # worker id -> ref that resolves once it can take work
         self.assignment: dict[str, int] = {}  # episode id -> worker id, while the episode runs
         self.latest_handle: dict | None = None
         self.replaced = 0
+        self.draining: set[int] = set()  # workers that take no new episodes and leave once idle
+        self.events: list[dict] = []  # scaling events: time, action, workers before/after, reason
+        self.autoscaler = AutoscalePolicy(cfg.rollout.autoscale) if cfg.rollout.autoscale.enabled else None
+        self._in_flight: dict = {}
+        self._queued = 0
+        self._episode_seconds: deque = deque(maxlen=32)
+        # run() may execute on a background thread (async GRPO) while the driver publishes weights
+        self._lock = threading.RLock()
         self.env_actors = []
         if cfg.env_actors.num_actors:
             from toolmaster.envs.actor import start_env_actors
             self.env_actors = start_env_actors(cfg)
-        for _ in range(cfg.rollout.num_workers):
+        initial = cfg.rollout.num_workers
+        if self.autoscaler:
+            initial = max(cfg.rollout.autoscale.min_workers, min(cfg.rollout.autoscale.max_workers, initial))
+        for _ in range(initial):
             self._spawn()
         ray.get(list(self._starting.values()))
         self._starting.clear()
 
     def _spawn(self) -> int:
+        with self._lock:
+            return self._spawn_locked()
+
+    def _spawn_locked(self) -> int:
         wid = self._next_id
         self._next_id += 1
         worker = self.workers[wid] = self._actor_cls.remote(wid, self.model_dir, self.cfg.model_dump(), self.env_actors)
@@ -51,14 +69,15 @@ class RolloutPool:
         return wid
 
     def _replace(self, wid: int, err: Exception) -> None:
-        if wid not in self.workers:  # already replaced (several of its episodes failed)
-            return
-        log.warning("rollout worker %d died (%s); re-queueing its episodes on a replacement", wid,
-                    type(err).__name__)
-        del self.workers[wid]
-        self._starting.pop(wid, None)
-        self._spawn()
-        self.replaced += 1
+        with self._lock:
+            if wid not in self.workers:  # already replaced (several of its episodes failed)
+                return
+            log.warning("rollout worker %d died (%s); re-queueing its episodes on a replacement", wid,
+                        type(err).__name__)
+            del self.workers[wid]
+            self._starting.pop(wid, None)
+            self._spawn_locked()
+            self.replaced += 1
 
     def run(self, tasks: list, group_size: int, step: int, on_record: Callable[[dict], None] | None = None) -> list[dict]:
         """Exactly ``len(tasks) * group_size`` episode records, grouped by task in task order."""
@@ -70,8 +89,11 @@ class RolloutPool:
         """Run (episode_id, task) pairs; records come back in ``specs`` order."""
         queue = deque(specs)
         in_flight: dict[ray.ObjectRef, tuple[int, tuple]] = {}
+        self._in_flight = in_flight
         done: dict[str, dict] = {}
         while queue or in_flight:
+            self._queued = len(queue)
+            self.tick()
             self._dispatch(queue, in_flight)
             waiting = list(in_flight) + list(self._starting.values())
             ready, _ = ray.wait(waiting, num_returns=1)
@@ -88,9 +110,56 @@ class RolloutPool:
                     queue.appendleft(spec)
                     continue
                 done[spec[0]] = record
+                self._episode_seconds.append(record.get("timings", {}).get("episode", 0.0))
                 if on_record:
                     on_record(record)
+        self._queued = 0
+        self.tick()
         return [done[eid] for eid, _ in specs]
+
+    def tick(self) -> dict | None:
+        """Apply the autoscaling policy once (the rollout loop calls it; a driver may call it while idle);
+        returns the scaling event, if any. Also retires drained workers."""
+        self._retire_drained()
+        if self.autoscaler is None:
+            return None
+        load = Counter(wid for wid, _ in self._in_flight.values())
+        serving = [w for w in self.workers if w not in self.draining]
+        mean_s = sum(self._episode_seconds) / len(self._episode_seconds) if self._episode_seconds else None
+        cap = self.cfg.rollout.max_episodes_per_worker
+        queued_beyond = max(0, self._queued - (len(serving) * cap - sum(load[w] for w in serving)))
+        decision = self.autoscaler.decide(time.time(), len(serving), queued_beyond, sum(load.values()), cap, mean_s)
+        if decision.target == len(serving):
+            return None
+        before = len(serving)
+        if decision.target > before:
+            for _ in range(decision.target - before):
+                self._spawn()  # one that does not fit stays pending: Ray's cluster autoscaler adds a node
+            action = "scale_up"
+        else:  # drain the least-loaded workers: no new episodes; they leave once their episodes finish
+            for wid in sorted(serving, key=lambda w: (w not in self._starting, load[w]))[: before - decision.target]:
+                self.draining.add(wid)
+            action = "scale_down"
+        event = {"time": time.time(), "action": action, "workers_before": before, "workers_after": decision.target,
+                 "reason": decision.reason}
+        self.events.append(event)
+        log.info("rollout pool %s %d → %d: %s", action, before, decision.target, decision.reason)
+        self._retire_drained()
+        return event
+
+    def _retire_drained(self) -> None:
+        busy = {wid for wid, _ in self._in_flight.values()}
+        for wid in [w for w in self.draining if w not in busy]:
+            with self._lock:
+                handle = self.workers.pop(wid, None)
+                self._starting.pop(wid, None)
+            self.draining.discard(wid)
+            if handle is not None:
+                try:
+                    ray.get(handle.shutdown.remote(), timeout=30)
+                except Exception:  # best effort: killed next anyway
+                    pass
+                ray.kill(handle)
 
     def _started(self, ref: ray.ObjectRef) -> None:
         wid = next(w for w, r in self._starting.items() if r == ref)
@@ -102,7 +171,7 @@ class RolloutPool:
 
     def _dispatch(self, queue: deque, in_flight: dict) -> None:
         load = Counter(wid for wid, _ in in_flight.values())
-        live = [wid for wid in self.workers if wid not in self._starting]
+        live = [wid for wid in self.workers if wid not in self._starting and wid not in self.draining]
         cap = self.cfg.rollout.max_episodes_per_worker
         while queue and live:
             wid = min(live, key=lambda w: load[w])
@@ -114,8 +183,18 @@ class RolloutPool:
             load[wid] += 1
 
     def update_weights(self, handle: dict) -> float:
-        self.latest_handle = handle
-        return max(ray.get([w.update_weights.remote(handle) for w in self.workers.values()]))
+        """Every worker serves ``handle``'s version when this returns (workers that die meanwhile are replaced
+        by the rollout loop, and replacements start from the newest handle)."""
+        with self._lock:
+            self.latest_handle = handle
+            workers = list(self.workers.values())
+        seconds = [0.0]
+        for ref in [w.update_weights.remote(handle) for w in workers]:
+            try:
+                seconds.append(ray.get(ref))
+            except RayActorError:
+                pass
+        return max(seconds)
 
     def prompt_logprobs(self, token_ids: list[int]) -> list[list[float]]:
         return ray.get([w.prompt_logprobs.remote(token_ids) for w in self.workers.values()])

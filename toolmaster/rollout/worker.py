@@ -73,6 +73,10 @@ class RolloutWorker:
     def pid(self) -> int:
         return os.getpid()
 
+    def node_id(self) -> str:
+        import ray
+        return ray.get_runtime_context().get_node_id()
+
     def stats(self) -> dict:
         return {"version": self.engine.version, "episodes_in_flight": self.in_flight,
                 "peak_episodes_in_flight": self.peak_in_flight, "episodes_completed": self.completed}

@@ -1,12 +1,18 @@
-"""The GRPO driver, one synchronous step at a time (DESIGN.md, "One GRPO step").
+"""The GRPO driver (DESIGN.md, "One GRPO step").
 
 Reads top to bottom: take B tasks → G episodes each from the rollout pool → group-normalized advantages →
 one learner step → publish weights v+1 to every rollout worker → log → checkpoint. The driver handles
 rewards and token lists, never model tensors.
+
+With ``grpo.async_rollouts`` the episodes of step s+1 are generated while step s trains and syncs (the
+engines swap weights between turns, so a trajectory may start on v and finish on v+1); each trajectory
+carries the version it started on, the importance ratio uses its sampling logprobs, and episodes older
+than ``max_staleness`` versions are re-sampled before training.
 """
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from toolmaster import console
 from toolmaster.config import check_runtime
@@ -76,12 +82,47 @@ class GRPOTrainer:
         if self.version:  # resumed: the engines loaded the checkpoint, which is this version
             self.pool.update_weights({"version": self.version, "ref": None, "preloaded": True})
         self.last_records: list[dict] = []
+        self._prefetch: tuple[int, Future] | None = None
+        self._events_logged = 0
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rollouts")
+
+    def _tasks(self, step: int) -> list:
+        g = self.cfg.grpo
+        return self.env.tasks("train", g.prompts_per_step, start=step * g.prompts_per_step)  # the data position
+
+    def _timed_rollouts(self, step: int) -> tuple[list[dict], float]:
+        start = time.time()
+        return self.pool.run(self._tasks(step), self.cfg.grpo.group_size, step), time.time() - start
+
+    def _rollouts(self, step: int) -> tuple[list[dict], dict]:
+        """This step's episodes: generated now (sync), or collected from the prefetch started last step."""
+        g = self.cfg.grpo
+        if not g.async_rollouts:
+            records, seconds = self._timed_rollouts(step)
+            return records, {"time/rollout_generate": seconds}
+        if self._prefetch is None or self._prefetch[0] != step:  # first step, or just resumed
+            self._prefetch = (step, self._background.submit(self._timed_rollouts, step))
+        wait_start = time.time()
+        records, seconds = self._prefetch[1].result()
+        waited = time.time() - wait_start
+        self._prefetch = None
+        stale = [i for i, r in enumerate(records) if self.version - r["policy_version"] > g.max_staleness]
+        if stale:  # too old to train on: sample those episodes again with the current weights
+            tasks = self._tasks(step)  # records come grouped by task, in task order
+            specs = [(records[i]["episode_id"], tasks[i // g.group_size]) for i in stale]
+            for i, record in zip(stale, self.pool.run_specs(specs)):
+                records[i] = record
+        if step + 1 < g.steps:  # overlap the next step's rollouts with this step's train and sync
+            self._prefetch = (step + 1, self._background.submit(self._timed_rollouts, step + 1))
+        return records, {"time/rollout_generate": seconds, "time/rollout_wait": waited,
+                         "rollout_hidden_fraction": max(0.0, 1.0 - waited / seconds) if seconds else 0.0,
+                         "stale_resampled": len(stale)}
 
     def step(self) -> dict:
         g, step = self.cfg.grpo, self.step_index
         t0 = time.time()
-        tasks = self.env.tasks("train", g.prompts_per_step, start=step * g.prompts_per_step)  # the data position
-        records = self.pool.run(tasks, g.group_size, step)
+        tasks = self._tasks(step)
+        records, rollout_info = self._rollouts(step)
         t1 = time.time()
         batch, info = build_batch(records, g.group_size, g.std_normalize, g.drop_zero_variance)
         t2 = time.time()
@@ -101,8 +142,12 @@ class GRPOTrainer:
             # rollout wall time; inside it, per-episode means of generation, tool calls and reward scoring
             "time/rollout": t1 - t0, "time/advantages": t2 - t1, "time/train": t3 - t2, "time/sync": t4 - t3,
             **{f"time/episode_{k}": _mean(r["timings"][k] for r in records) for k in ("generate", "tools", "score")},
-            "time/engine_reload": reload_s, "workers_replaced": self.pool.replaced,
+            "time/engine_reload": reload_s, "workers_replaced": self.pool.replaced, **rollout_info,
+            "policy_versions": sorted({r["policy_version"] for r in records}),
+            "rollout_workers": len(self.pool.workers), "scaling_events": self.pool.events[self._events_logged:],
+            "staleness_max": max(self.version - 1 - r["policy_version"] for r in records),
         }
+        self._events_logged = len(self.pool.events)
         self.step_index += 1
         self.run.log(self.step_index, metrics)
         every = g.checkpoint_every
@@ -118,6 +163,9 @@ class GRPOTrainer:
         return path
 
     def close(self) -> None:
+        if self._prefetch is not None:  # let an in-flight prefetch finish before its workers go away
+            self._prefetch[1].exception()
+        self._background.shutdown(wait=True)
         self.pool.shutdown()
         self.learners.shutdown()
         self.run.finish()

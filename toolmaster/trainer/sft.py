@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 
@@ -45,6 +46,15 @@ def load_examples(data_dir: str, tokenizer, max_tokens: int) -> list[tuple[list[
     return kept
 
 
+def sft_lr(sft_cfg, step: int) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr_ratio`` of the peak at the last step."""
+    if step < sft_cfg.warmup_steps:
+        return sft_cfg.lr * (step + 1) / sft_cfg.warmup_steps
+    span = max(sft_cfg.steps - sft_cfg.warmup_steps - 1, 1)
+    cosine = 0.5 * (1 + math.cos(math.pi * min((step - sft_cfg.warmup_steps) / span, 1.0)))
+    return sft_cfg.lr * (sft_cfg.min_lr_ratio + (1 - sft_cfg.min_lr_ratio) * cosine)
+
+
 def train_sft(cfg, model_dir: str, data_dir: str, resume: bool = False) -> dict:
     from transformers import AutoTokenizer
 
@@ -69,8 +79,9 @@ def train_sft(cfg, model_dir: str, data_dir: str, resume: bool = False) -> dict:
                 idx = [order[(step * bs + i) % len(order)] for i in range(max(bs, ranks))]
                 batch = {"token_ids": [examples[i][0] for i in idx], "loss_mask": [examples[i][1] for i in idx]}
                 batch["total_tokens"] = sum(sum(m) for m in batch["loss_mask"])
+                batch["lr"] = sft_lr(cfg.sft, step)
                 metrics = learners.train_step(batch, "sft")
-                metrics["time/train"] = time.time() - t0
+                metrics["time/train"], metrics["lr"] = time.time() - t0, batch["lr"]
                 run.log(step + 1, metrics)
                 history.append(metrics)
                 every = cfg.sft.checkpoint_every

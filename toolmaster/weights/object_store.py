@@ -35,3 +35,18 @@ class ObjectStoreTransport(WeightTransport):
         for name in os.listdir(scratch_dir):  # keep only the version being served
             if name != f"v{handle['version']}":
                 shutil.rmtree(os.path.join(scratch_dir, name), ignore_errors=True)
+
+
+def checkpoint_handle(model_dir: str, version: int) -> dict:
+    """A checkpoint directory as a published version, so a running pool can switch to another model of the
+    same architecture (evaluating several checkpoints on one fleet). Tied checkpoints get an explicit
+    lm_head, as engines serve untied exports."""
+    from safetensors.torch import load_file
+
+    state = {}
+    for name in sorted(os.listdir(model_dir)):
+        if name.endswith(".safetensors"):
+            state.update(load_file(os.path.join(model_dir, name)))
+    if "lm_head.weight" not in state:
+        state["lm_head.weight"] = state["model.embed_tokens.weight"].clone()
+    return {"version": version, "ref": ray.put(state)}

@@ -10,10 +10,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from toolmaster.envs.toolworld.names import code
+
 IN_DOMAIN_KINDS = ("prefix", "suffix", "enum")
 OOD_KINDS = ("wrap", "upper")
-_PREFIXES = {"train": ["id:", "ref:", "key-"], "test": ["obj:", "no-", "uid:"]}
-_SUFFIXES = {"train": ["/v1", ".x", "#a"], "test": ["/v2", ".y", "#b"]}
 PROBE_OPTION = "default"  # what a newcomer puts in an option it knows nothing about
 
 
@@ -87,11 +87,11 @@ def sample_quirk(rng: random.Random, split: str, rate: float, option_word: str, 
         return NO_QUIRK
     kinds = OOD_KINDS if split == "test_ood" else IN_DOMAIN_KINDS
     kind = rng.choice(kinds)
-    table = "test" if split != "train" else "train"
+    # coded like names (letter + digits, split-disjoint), so the value an error reveals can be copied
     if kind == "prefix":
-        return Quirk("prefix", rng.choice(_PREFIXES[table]))
+        return Quirk("prefix", code(rng, split, "k", 2) + "-")
     if kind == "suffix":
-        return Quirk("suffix", rng.choice(_SUFFIXES[table]))
+        return Quirk("suffix", "-" + code(rng, split, "s", 2))
     if kind == "enum":
         return Quirk("enum", option_value, option_word)
     return Quirk(kind)
