@@ -96,7 +96,6 @@ class SynthConfig(Section):
 class GenerationConfig(Section):
     max_new_tokens: int = Field(96, ge=1)
     temperature: float = Field(0.0, ge=0.0)
-    batch_size: int = Field(16, ge=1)
 
 
 class SamplingConfig(GenerationConfig):

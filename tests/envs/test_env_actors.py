@@ -66,3 +66,32 @@ def test_episodes_are_scored_on_env_actors(ray_local):
     assert not any(ep.correct for ep in with_wrong)
     for a in actors:
         ray.kill(a, no_restart=True)
+
+
+def test_episode_completes_when_its_env_actor_is_killed_mid_episode(ray_local):
+    from toolmaster.agent.loop import run_episodes
+    from toolmaster.teacher.scripted import ScriptedTeacher
+
+    cfg = build_config({}, ["env_actors.num_actors=1"])
+    actors = start_env_actors(cfg)
+    env = make_env(cfg.env)
+    task = next(t for t in env.tasks("train", 20) if t.metadata["hops"] == 2)
+    teacher = ScriptedTeacher(trial=True, mistake_rate=0.0)
+    pids = []
+
+    class KillsOnThirdTurn:
+        """The teacher, but before its third turn the actor that runs the tools is SIGKILLed."""
+
+        def generate(self, requests):
+            if sum(m["role"] == "assistant" for m in requests[0].messages) == 2:
+                pids.append(ray.get(actors[0].pid.remote()))
+                os.kill(pids[-1], signal.SIGKILL)
+            return teacher.generate(requests)
+
+    runner = RemoteToolRunner(actors, cfg.env.model_dump())
+    episode = run_episodes(KillsOnThirdTurn(), [task], env, runner, max_turns=cfg.env.max_turns,
+                           reward_weights=cfg.rewards)[0]
+    assert pids and ray.get(actors[0].pid.remote()) != pids[0]  # the actor was killed and restarted
+    assert episode.finish_reason == "answer" and episode.correct  # the episode still completed, correctly
+    for a in actors:
+        ray.kill(a, no_restart=True)

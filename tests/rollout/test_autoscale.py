@@ -73,6 +73,8 @@ def test_pool_grows_with_the_queue_and_shrinks_when_idle_on_a_fake_autoscaling_c
     from toolmaster.rollout.pool import RolloutPool
 
     monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    # the fake provider starts each node with `ray start --address=...`, which this setting refuses
+    monkeypatch.delenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", raising=False)
     fake = _FakeCluster({"CPU": 2}, {"rollout_node": {"resources": {"CPU": 1, "rollout": 1}, "node_config": {},
                                                       "min_workers": 0, "max_workers": 3}}, idle_timeout_minutes=0.05)
     fake.cluster.start()

@@ -57,3 +57,27 @@ def test_a_worker_killed_in_every_step(ray_local, tmp_path, tiny_model_dir):
         assert set(h["episode_ids"]) == expected  # none lost, none duplicated
         assert h["version"] == step + 1
     assert history[-1]["workers_replaced"] == steps
+
+
+def test_a_dead_learner_rank_stops_the_run_and_resume_continues(ray_local, tmp_path, tiny_model_dir):
+    import pytest
+
+    from toolmaster.learner.group import LearnerRankLost
+    from toolmaster.trainer.grpo import GRPOTrainer
+
+    cfg = _config(tmp_path / "run", 2, steps=3, extra=["grpo.checkpoint_every=1"])
+    trainer = GRPOTrainer(cfg, tiny_model_dir)
+    try:
+        trainer.step()  # checkpoint after step 1
+        ray.kill(trainer.learners.actors[1])
+        # raised as soon as rank 1's call fails, not after rank 0 gives up waiting in the collective
+        with pytest.raises(LearnerRankLost, match="learner rank 1 of 2 died during train_step"):
+            trainer.step()
+    finally:
+        trainer.close()
+    resumed = GRPOTrainer(cfg, tiny_model_dir, resume=True)
+    try:
+        assert resumed.step_index == 1 and resumed.version == 1
+        assert resumed.step()["task_ids"] == [t.id for t in resumed._tasks(1)]
+    finally:
+        resumed.close()

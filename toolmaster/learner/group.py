@@ -4,10 +4,15 @@ from __future__ import annotations
 import socket
 
 import ray
+from ray.exceptions import RayActorError
 from ray.util.placement_group import placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from toolmaster.learner.actor import Learner
+
+
+class LearnerRankLost(RuntimeError):
+    """A learner rank died; the group is torn down and the run can continue with --resume."""
 
 
 def _free_port() -> int:
@@ -41,10 +46,27 @@ class LearnerGroup:
         self.actors = [actor_cls.options(scheduling_strategy=in_bundle[rank]).remote(
                            rank, lc.num_ranks, addr, port, model_dir, lc.model_dump(), cfg.grpo.seed)
                        for rank in range(lc.num_ranks)]
-        ray.get([a.ready.remote() for a in self.actors])
+        self._all("ready")
+
+    def _all(self, method: str, *args) -> list:
+        """Call ``method`` on every rank; results in rank order. A rank that dies stops the run at once with
+        an error naming it (its peers would otherwise wait forever inside a collective)."""
+        refs = [getattr(a, method).remote(*args) for a in self.actors]
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            try:
+                ray.get(done[0])
+            except RayActorError as err:
+                rank = refs.index(done[0])
+                self.shutdown()
+                raise LearnerRankLost(f"learner rank {rank} of {len(refs)} died during {method} "
+                                      f"({type(err).__name__}); the run stopped. Continue from the last "
+                                      "checkpoint with --resume.") from None
+        return ray.get(refs)
 
     def train_step(self, batch: dict, kind: str) -> dict:
-        results = ray.get([a.train_step.remote(batch, kind) for a in self.actors])
+        results = self._all("train_step", batch, kind)
         # each rank's loss is its share of the global token mean, scaled by K (DeepSpeed averages gradients)
         merged = {"loss": sum(r["loss"] for r in results) / len(results), "tokens": sum(r["tokens"] for r in results)}
         for key in ("clip_fraction", "ratio_mean", "kl"):
@@ -54,21 +76,24 @@ class LearnerGroup:
 
     def publish(self, version: int, transport: str) -> dict:
         """Rank 0 publishes the full weights as ``version``; returns the small handle workers apply."""
-        return ray.get([a.publish.remote(version, transport) for a in self.actors])[0]
+        return self._all("publish", version, transport)[0]
 
     def connect_transport(self, transport: str, workers: list) -> None:
         """Open a transport that holds connections to the engines (NCCL); every rank takes the call."""
         _, port = ray.get(_rendezvous_address.options(scheduling_strategy=self._rank0).remote())
-        ray.get([a.connect_transport.remote(transport, workers, port) for a in self.actors])
+        self._all("connect_transport", transport, workers, port)
 
     def save(self, path: str, tokenizer_dir: str) -> None:
-        ray.get([a.save.remote(path, tokenizer_dir) for a in self.actors])
+        self._all("save", path, tokenizer_dir)
 
     def logprobs(self, token_ids: list[list[int]]) -> list[list[float]]:
         # every rank runs the forward: under ZeRO-3 the parameters are gathered collectively
-        return ray.get([a.logprobs.remote(token_ids) for a in self.actors])[0]
+        return self._all("logprobs", token_ids)[0]
 
     def shutdown(self) -> None:
         for a in self.actors:
             ray.kill(a)
-        ray.util.remove_placement_group(self.pg)
+        self.actors = []
+        if self.pg is not None:
+            ray.util.remove_placement_group(self.pg)
+            self.pg = None
