@@ -65,10 +65,11 @@ def test_a_dead_learner_rank_stops_the_run_and_resume_continues(ray_local, tmp_p
     from toolmaster.learner.group import LearnerRankLost
     from toolmaster.trainer.grpo import GRPOTrainer
 
-    cfg = _config(tmp_path / "run", 2, steps=3, extra=["grpo.checkpoint_every=1"])
+    cfg = _config(tmp_path / "run", 2, steps=4)  # a checkpoint every 2 steps
     trainer = GRPOTrainer(cfg, tiny_model_dir)
     try:
-        trainer.step()  # checkpoint after step 1
+        trainer.step()
+        trainer.step()  # checkpoint after step 2
         ray.kill(trainer.learners.actors[1])
         # raised as soon as rank 1's call fails, not after rank 0 gives up waiting in the collective
         with pytest.raises(LearnerRankLost, match="learner rank 1 of 2 died during train_step"):
@@ -77,7 +78,7 @@ def test_a_dead_learner_rank_stops_the_run_and_resume_continues(ray_local, tmp_p
         trainer.close()
     resumed = GRPOTrainer(cfg, tiny_model_dir, resume=True)
     try:
-        assert resumed.step_index == 1 and resumed.version == 1
-        assert resumed.step()["task_ids"] == [t.id for t in resumed._tasks(1)]
+        assert resumed.step_index == 2 and resumed.version == 2
+        assert resumed.step()["task_ids"] == [t.id for t in resumed._tasks(2)]
     finally:
         resumed.close()

@@ -49,10 +49,12 @@ class RolloutPool:
         initial = cfg.rollout.num_workers
         if self.autoscaler:
             initial = max(cfg.rollout.autoscale.min_workers, min(cfg.rollout.autoscale.max_workers, initial))
+        self._startup_failures = 0
         for _ in range(initial):
             self._spawn()
-        ray.get(list(self._starting.values()))
-        self._starting.clear()
+        while self._starting:  # a worker lost while starting (e.g. its node went away) is replaced
+            ready, _ = ray.wait(list(self._starting.values()), num_returns=1)
+            self._started(ready[0])
 
     def _spawn(self) -> int:
         with self._lock:
@@ -167,6 +169,9 @@ class RolloutPool:
         try:
             ray.get(ref)
         except RayActorError as err:
+            self._startup_failures += 1
+            if self._startup_failures > 2 * max(self.cfg.rollout.num_workers, 1) + 2:  # not transient: say why
+                raise RuntimeError(f"rollout workers keep dying while starting; the last error: {err}") from None
             self._replace(wid, err)
 
     def _dispatch(self, queue: deque, in_flight: dict) -> None:
