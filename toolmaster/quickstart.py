@@ -17,17 +17,15 @@ def _evaluate_stages(cfg, out: Path, stages: dict) -> dict:
     """Each stage's checkpoint on toolworld's held-out test split, on one rollout fleet: the pool starts
     with the first checkpoint and loads each next one as a new weight version (no engine restarts)."""
     from toolmaster.evaluation.runner import evaluate, fleet_config
+    from toolmaster.ray_utils import init_ray
     from toolmaster.rollout.pool import RolloutPool
     from toolmaster.weights.object_store import checkpoint_handle
 
     eval_cfg = cfg.model_copy(deep=True)
     eval_cfg.env.name = "toolworld"
     eval_cfg.eval.policy, eval_cfg.eval.split = "model", "test"
-    from toolmaster.ray_utils import init_ray
-
     init_ray()
-    paths = list(stages.values())
-    pool = RolloutPool(fleet_config(eval_cfg), paths[0])
+    pool = RolloutPool(fleet_config(eval_cfg), next(iter(stages.values())))
     reports = {}
     try:
         for version, (stage, path) in enumerate(stages.items()):

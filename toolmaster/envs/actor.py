@@ -86,7 +86,6 @@ class RemoteToolRunner:
         result = self._call("score", f"scoring {episode.episode_id}", self.env_cfg, task, episode, weights)
         if result is None:
             raise RuntimeError(f"episode {episode.episode_id} could not be scored: its environment actors kept failing")
-        episode.correct = result[0]
         return result
 
     def close(self) -> None:

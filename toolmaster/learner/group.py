@@ -52,18 +52,18 @@ class LearnerGroup:
         """Call ``method`` on every rank; results in rank order. A rank that dies stops the run at once with
         an error naming it (its peers would otherwise wait forever inside a collective)."""
         refs = [getattr(a, method).remote(*args) for a in self.actors]
-        pending = list(refs)
+        results, pending = {}, list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             try:
-                ray.get(done[0])
+                results[done[0]] = ray.get(done[0])
             except RayActorError as err:
                 rank = refs.index(done[0])
                 self.shutdown()
                 raise LearnerRankLost(f"learner rank {rank} of {len(refs)} died during {method} "
                                       f"({type(err).__name__}); the run stopped. Continue from the last "
                                       "checkpoint with --resume.") from None
-        return ray.get(refs)
+        return [results[ref] for ref in refs]
 
     def train_step(self, batch: dict, kind: str) -> dict:
         results = self._all("train_step", batch, kind)

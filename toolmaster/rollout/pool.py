@@ -23,6 +23,15 @@ from toolmaster.rollout.worker import RolloutWorker
 log = logging.getLogger(__name__)
 
 
+def _stop(worker) -> None:
+    """Let a worker release its engine and scratch, then remove the actor."""
+    try:
+        ray.get(worker.shutdown.remote(), timeout=30)
+    except Exception:  # best effort: the actor is killed next anyway
+        pass
+    ray.kill(worker)
+
+
 class RolloutPool:
     def __init__(self, cfg, model_dir: str):
         self.cfg, self.model_dir = cfg, model_dir
@@ -112,7 +121,7 @@ class RolloutPool:
                     queue.appendleft(spec)
                     continue
                 done[spec[0]] = record
-                self._episode_seconds.append(record.get("timings", {}).get("episode", 0.0))
+                self._episode_seconds.append(record["timings"]["episode"])
                 if on_record:
                     on_record(record)
         self._queued = 0
@@ -157,11 +166,7 @@ class RolloutPool:
                 self._starting.pop(wid, None)
             self.draining.discard(wid)
             if handle is not None:
-                try:
-                    ray.get(handle.shutdown.remote(), timeout=30)
-                except Exception:  # best effort: killed next anyway
-                    pass
-                ray.kill(handle)
+                _stop(handle)
 
     def _started(self, ref: ray.ObjectRef) -> None:
         wid = next(w for w, r in self._starting.items() if r == ref)
@@ -206,11 +211,7 @@ class RolloutPool:
 
     def shutdown(self) -> None:
         for w in self.workers.values():
-            try:
-                ray.get(w.shutdown.remote(), timeout=30)
-            except Exception:  # best effort: the actor is killed next anyway
-                pass
-            ray.kill(w)
+            _stop(w)
         self.workers.clear()
         self._starting.clear()
         for a in self.env_actors:

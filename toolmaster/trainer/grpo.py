@@ -90,39 +90,40 @@ class GRPOTrainer:
         g = self.cfg.grpo
         return self.env.tasks("train", g.prompts_per_step, start=step * g.prompts_per_step)  # the data position
 
-    def _timed_rollouts(self, step: int) -> tuple[list[dict], float]:
+    def _timed_rollouts(self, step: int) -> tuple[list, list[dict], float]:
         start = time.time()
-        return self.pool.run(self._tasks(step), self.cfg.grpo.group_size, step), time.time() - start
+        tasks = self._tasks(step)
+        return tasks, self.pool.run(tasks, self.cfg.grpo.group_size, step), time.time() - start
 
-    def _rollouts(self, step: int) -> tuple[list[dict], dict]:
-        """This step's episodes: generated now (sync), or collected from the prefetch started last step."""
+    def _rollouts(self, step: int) -> tuple[list, list[dict], dict]:
+        """This step's tasks and episodes: generated now (sync), or collected from the prefetch started last
+        step."""
         g = self.cfg.grpo
         if not g.async_rollouts:
-            records, seconds = self._timed_rollouts(step)
-            return records, {"time/rollout_generate": seconds}
+            tasks, records, seconds = self._timed_rollouts(step)
+            return tasks, records, {"time/rollout_generate": seconds}
         if self._prefetch is None or self._prefetch[0] != step:  # first step, or just resumed
             self._prefetch = (step, self._background.submit(self._timed_rollouts, step))
         wait_start = time.time()
-        records, seconds = self._prefetch[1].result()
+        tasks, records, seconds = self._prefetch[1].result()
         waited = time.time() - wait_start
         self._prefetch = None
         stale = [i for i, r in enumerate(records) if self.version - r["policy_version"] > g.max_staleness]
         if stale:  # too old to train on: sample those episodes again with the current weights
-            tasks = self._tasks(step)  # records come grouped by task, in task order
+            # records come grouped by task, in task order
             specs = [(records[i]["episode_id"], tasks[i // g.group_size]) for i in stale]
             for i, record in zip(stale, self.pool.run_specs(specs)):
                 records[i] = record
         if step + 1 < g.steps:  # overlap the next step's rollouts with this step's train and sync
             self._prefetch = (step + 1, self._background.submit(self._timed_rollouts, step + 1))
-        return records, {"time/rollout_generate": seconds, "time/rollout_wait": waited,
-                         "rollout_hidden_fraction": max(0.0, 1.0 - waited / seconds) if seconds else 0.0,
-                         "stale_resampled": len(stale)}
+        return tasks, records, {"time/rollout_generate": seconds, "time/rollout_wait": waited,
+                                "rollout_hidden_fraction": max(0.0, 1.0 - waited / seconds) if seconds else 0.0,
+                                "stale_resampled": len(stale)}
 
     def step(self) -> dict:
         g, step = self.cfg.grpo, self.step_index
         t0 = time.time()
-        tasks = self._tasks(step)
-        records, rollout_info = self._rollouts(step)
+        tasks, records, rollout_info = self._rollouts(step)
         t1 = time.time()
         batch, info = build_batch(records, g.group_size, g.std_normalize, g.drop_zero_variance)
         t2 = time.time()
