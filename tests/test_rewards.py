@@ -4,7 +4,7 @@ from toolmaster.rewards import score_episode
 
 
 def test_weighted_components():
-    ep = Episode("e", "t", [], [], answer="x", finish_reason="answer", correct=True,
+    ep = Episode("e", "t", [], [], answer="x", finish_reason="answer", correct=True, grade=1.0,
                  stats={"turns": 4, "trial_calls": 2, "parse_errors": 0})
     parts = score_episode(ep, RewardConfig(correctness=1.0, format=0.5, turn_cost=0.1, trial_cost=0.05))
     assert parts["correctness"] == 1.0 and parts["format"] == 1.0

@@ -1,4 +1,4 @@
-"""The ``toolmaster`` command: quickstart, tiny-model, synth, eval.
+"""The ``toolmaster`` command: quickstart, tiny-model, synth, sft, grpo, eval, serve-tools, serve-model.
 
 Every command takes ``--config FILE`` and trailing dotted ``key=value`` overrides; its own flags are
 shorthands for overrides, applied first, so an explicit ``key=value`` wins.
@@ -9,9 +9,13 @@ import argparse
 import json
 import logging
 import os
+import subprocess
 import sys
 
 from toolmaster.config import ConfigError, load_config
+
+
+ENVS = ["toolworld", "toolhop", "stabletoolbench", "tmdb"]
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -29,7 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("synth", help="synthesize teacher trajectories (a datasets dataset + summary.json)")
-    p.add_argument("--env", default=None, choices=["toolworld"])
+    p.add_argument("--env", default=None, choices=ENVS)
+    p.add_argument("--data", help="benchmark data file or folder (as laid out in ../shared/data)")
+    p.add_argument("--teacher", choices=["scripted", "openai"])
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint of the teacher, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--model", help="model name the teacher endpoint serves")
     p.add_argument("--num-tasks", type=int)
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int)
@@ -38,8 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("eval", help="evaluate a policy; writes OUT/report.json")
-    p.add_argument("--env", choices=["toolworld", "toolhop"])
-    p.add_argument("--data", help="benchmark data file or folder (toolhop)")
+    p.add_argument("--env", choices=ENVS)
+    p.add_argument("--data", help="benchmark data file or folder (as laid out in ../shared/data)")
+    p.add_argument("--tool-server", help="URL of a running tool server (default: one is started when needed)")
     p.add_argument("--policy", choices=["model", "oracle", "empty"])
     p.add_argument("--model", help="model directory for --policy model")
     p.add_argument("--split", choices=["train", "test", "test_ood"])
@@ -57,6 +66,19 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
         _common(p)
 
+    p = sub.add_parser("serve-tools", help="the StableToolBench-compatible tool server (POST /virtual)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    _common(p)
+
+    p = sub.add_parser("serve-model", help="serve a checkpoint as an OpenAI-compatible endpoint (vLLM)")
+    p.add_argument("model_dir", metavar="DIR")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--name", help="served model name (default: the folder name)")
+    p.add_argument("--max-model-len", type=int)
+    p.add_argument("--dtype", default="auto")
+
     p = sub.add_parser("quickstart", help="tiny model → synthesis → evaluation on held-out toolworld tools")
     p.add_argument("--out", default="runs/quickstart")
     p.add_argument("--no-trial", action="store_true")
@@ -66,12 +88,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def _flag_overrides(args) -> list[str]:
     pairs = {
-        "env": "env.name", "num_tasks": "synth.num_tasks", "seed": "synth.seed", "data": "env.toolhop.data",
-        "policy": "eval.policy", "model": "eval.model", "split": "eval.split", "limit": "eval.num_tasks",
-        "sft_data": "sft.data", "run_dir": "run_dir",
+        "env": "env.name", "num_tasks": "synth.num_tasks", "seed": "synth.seed", "teacher": "synth.teacher",
+        "base_url": "synth.endpoint.base_url", "policy": "eval.policy", "model": "eval.model", "split": "eval.split",
+        "limit": "eval.num_tasks", "sft_data": "sft.data", "run_dir": "run_dir", "tool_server": "env.tool_server.url",
     }
+    if args.command == "serve-tools":
+        pairs.update(host="env.tool_server.host", port="env.tool_server.port")
     if args.command in ("sft", "grpo"):
         pairs["model"] = "model.path"
+    if args.command == "synth":
+        pairs["model"] = "synth.endpoint.model"
     out = [f"{key}={getattr(args, attr)}" for attr, key in pairs.items() if getattr(args, attr, None) is not None]
     if getattr(args, "no_trial", False):
         out.append("synth.trial=false")
@@ -89,8 +115,18 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault(key, value)
     logging.basicConfig(level=os.environ.get("TOOLMASTER_LOG", "WARNING"))
     args = _parser().parse_args(argv)
+    if args.command == "serve-model":
+        from toolmaster.llm.serve_model import server_command
+        cmd = server_command(args.model_dir, host=args.host, port=args.port, name=args.name,
+                             max_model_len=args.max_model_len, dtype=args.dtype)
+        return subprocess.call(cmd)
     try:
         cfg = load_config(args.config, _flag_overrides(args) + list(args.overrides))
+        if getattr(args, "data", None):  # the data belongs to whichever benchmark the config selects
+            if cfg.env.name == "toolworld":
+                raise ConfigError("toolworld is generated and takes no --data; choose --env toolhop|stabletoolbench|tmdb")
+            cfg = load_config(args.config, _flag_overrides(args) + [f"env.{cfg.env.name}.data={args.data}"]
+                              + list(args.overrides))
     except ConfigError as err:
         print(f"toolmaster: {err}", file=sys.stderr)
         return 2
@@ -138,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         last = result["history"][-1] if result["history"] else {}
         console.print_json(f"{args.command} finished: {result['run_dir']}",
                            {k: v for k, v in last.items() if not isinstance(v, list)})
+    elif args.command == "serve-tools":
+        from toolmaster.toolserver.process import serve
+        server = cfg.env.tool_server
+        print(f"tool server on http://{server.host}:{server.port} (backends: {', '.join(server.backends)})", flush=True)
+        serve(server)
     elif args.command == "quickstart":
         from toolmaster.quickstart import quickstart
         quickstart(cfg, args.out)

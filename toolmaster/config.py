@@ -61,11 +61,68 @@ class ToolHopConfig(Section):
     test_fraction: float = Field(1.0, ge=0.0, le=1.0, description="items from the end of the file used as test")
 
 
+class EndpointConfig(Section):
+    """An OpenAI-compatible chat endpoint: a vLLM server (`toolmaster serve-model`), a hosted API."""
+    base_url: str | None = Field(None, description="e.g. http://127.0.0.1:8000/v1; None: not configured")
+    model: str = Field("default", description="model name the endpoint serves")
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the key ('EMPTY' if unset)")
+    temperature: float = Field(0.0, ge=0.0)
+    max_tokens: int = Field(512, ge=1)
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(2, ge=0)
+
+
+class JudgeConfig(EndpointConfig):
+    runs: int = Field(1, ge=1, description="judgments per answer, averaged (StableToolBench judges repeatedly)")
+
+
+class ToolServerConfig(Section):
+    """The StableToolBench-compatible tool server (`toolmaster serve-tools`) and how environments reach it."""
+    url: str | None = Field(None, description="a running server; None: eval starts one with these settings")
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535, description="0: any free port")
+    backends: list[Literal["cache", "simulator", "fallback"]] = Field(
+        ["fallback"], min_length=1, description="tried in this order until one answers, e.g. [cache, simulator, fallback]")
+    cache_dir: str | None = Field(None, description="StableToolBench cache layout <dir>/<Category>/<tool>_for_<Category>/<api>.json")
+    write_back: bool = Field(True, description="store simulator responses in the cache")
+    docs: list[str] = Field(["../shared/data/stabletoolbench/test_instruction", "../shared/data/restbench/tmdb_oas.json"],
+                            description="API documents: StableToolBench query files/folders and OpenAPI specs")
+    simulator: EndpointConfig = EndpointConfig(max_tokens=256)
+    api_keys: list[str] = Field(default_factory=list, description="accepted keys (body toolbench_key or Bearer); empty: open")
+    key: str = Field("", description="the key environments send")
+    max_concurrency: int = Field(32, ge=1, description="requests answered at once; more wait")
+    timeout_s: float = Field(30.0, gt=0, description="client timeout per call")
+
+    @model_validator(mode="after")
+    def _backends_configured(self) -> "ToolServerConfig":
+        if "cache" in self.backends and not self.cache_dir:
+            raise ValueError("backends lists 'cache' but cache_dir is not set")
+        if "simulator" in self.backends and not self.simulator.base_url:
+            raise ValueError("backends lists 'simulator' but simulator.base_url is not set")
+        return self
+
+
+class StableToolBenchConfig(Section):
+    data: str = "../shared/data/stabletoolbench/test_instruction"
+    groups: list[str] = Field(default_factory=list, description="e.g. [G1_instruction]; empty: every file")
+
+
+class TMDBConfig(Section):
+    data: str = "../shared/data/restbench/tmdb.json"
+    spec: str = "../shared/data/restbench/tmdb_oas.json"
+    api_key_env: str = Field("TMDB_API_KEY", description="set: tools call the live TMDB API; unset: the tool server")
+    base_url: str = "https://api.themoviedb.org/3"
+
+
 class EnvConfig(Section):
-    name: Literal["toolworld", "toolhop"] = "toolworld"
+    name: Literal["toolworld", "toolhop", "stabletoolbench", "tmdb"] = "toolworld"
     max_turns: int = Field(9, ge=1, description="assistant turns per episode (ToolHop's official limit is 9)")
     toolworld: ToolworldConfig = ToolworldConfig()
     toolhop: ToolHopConfig = ToolHopConfig()
+    stabletoolbench: StableToolBenchConfig = StableToolBenchConfig()
+    tmdb: TMDBConfig = TMDBConfig()
+    tool_server: ToolServerConfig = ToolServerConfig()
+    judge: JudgeConfig = JudgeConfig()
 
 
 class SandboxConfig(Section):
@@ -91,6 +148,10 @@ class SynthConfig(Section):
     mistake_rate: float = Field(0.3, ge=0.0, le=1.0, description="chance of an injected mistake per execution call")
     max_tokens: int = Field(1024, ge=64, description="trajectories longer than this are dropped")
     probe_distractors: bool = Field(False, description="the teacher also probes distractor tools in the trial phase")
+    teacher: Literal["scripted", "openai"] = Field("scripted", description="scripted: toolworld's rule-following "
+                                                   "teacher; openai: an LLM through an OpenAI-compatible endpoint")
+    endpoint: EndpointConfig = EndpointConfig(max_tokens=512)
+    concurrency: int = Field(8, ge=1, description="teacher episodes in flight (openai teacher)")
 
 
 class GenerationConfig(Section):
@@ -224,6 +285,8 @@ class Config(Section):
     def _transport(self) -> "Config":
         if self.rollout.weight_transport == "nccl" and self.learner.backend != "nccl":
             raise ValueError("rollout.weight_transport 'nccl' needs learner.backend 'nccl' (GPU learners)")
+        if self.synth.teacher == "openai" and not self.synth.endpoint.base_url:
+            raise ValueError("synth.teacher 'openai' needs synth.endpoint.base_url (--base-url URL)")
         return self
 
 

@@ -11,10 +11,12 @@ class Episode:
     messages: list[dict]
     tools: list[dict]
     answer: str | None = None
-    finish_reason: str = "running"  # answer | max_turns | context_limit | running
+    finish_reason: str = "running"  # answer | give_up | max_turns | context_limit | running
     last_observation: str | None = None
     stats: dict = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)  # names of the well-formed tool calls, in order
     correct: bool = False
+    grade: float | None = None  # the environment's score in [0, 1]; None: not gradable (no judge)
     rewards: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)  # seconds: tools (tool calls), score (correctness + rewards)
 
@@ -28,5 +30,6 @@ class Episode:
 
     def to_record(self) -> dict:
         return {"episode_id": self.episode_id, "task_id": self.task_id, "answer": self.answer,
-                "finish_reason": self.finish_reason, "correct": self.correct, "stats": self.stats,
+                "finish_reason": self.finish_reason, "correct": self.correct, "grade": self.grade,
+                "calls": self.calls, "stats": self.stats,
                 "rewards": self.rewards, "timings": self.timings, "turns": sum(m["role"] == "assistant" for m in self.messages)}

@@ -14,7 +14,7 @@ from typing import Callable, Protocol
 from toolmaster.agent.episode import Episode
 from toolmaster.envs.base import Environment, Task
 from toolmaster.protocol import EpisodeStats, build_messages, parse_turn
-from toolmaster.tools.base import ToolResult, ToolRunner
+from toolmaster.tools.base import FinishExecutor, ToolResult, ToolRunner
 
 NOTE_ACK = "noted; continue with tool calls, or give the final answer inside <answer></answer>"
 
@@ -41,7 +41,12 @@ def take_turn(episode: Episode, task: Task, text: str, runner: ToolRunner, track
     observations = []
     for item in parsed.items:
         if hasattr(item, "arguments"):
-            result = runner.run(task.tool(item.name), item.arguments)
+            tool = task.tool(item.name)
+            episode.calls.append(item.name)
+            if isinstance(tool.executor, FinishExecutor):  # StableToolBench's convention ends the episode
+                _finish(episode, item.arguments)
+                return
+            result = runner.run(tool, item.arguments)
             tracker.record_call(item.name, result.ok)
         else:  # a call that could not be read: the agent sees why
             result = ToolResult(False, item.render())
@@ -58,6 +63,14 @@ def take_turn(episode: Episode, task: Task, text: str, runner: ToolRunner, track
     for content in observations:
         episode.messages.append({"role": "tool", "content": content})
     episode.last_observation = observations[-1]
+
+
+def _finish(episode: Episode, arguments: dict) -> None:
+    if arguments.get("return_type") == "give_answer":
+        episode.answer = str(arguments.get("final_answer", ""))
+        episode.finish_reason = "answer"
+    else:
+        episode.finish_reason = "give_up"
 
 
 async def _respond(policy, request: TurnRequest) -> str | None:
@@ -87,7 +100,8 @@ async def run_episode(policy, task: Task, env: Environment, runner: ToolRunner, 
         episode.finish_reason = "max_turns"
     episode.stats = tracker.summary()
     start = time.perf_counter()
-    episode.correct, episode.rewards = await asyncio.to_thread(runner.score, env, task, episode, reward_weights)
+    episode.grade, episode.rewards = await asyncio.to_thread(runner.score, env, task, episode, reward_weights)
+    episode.correct = episode.grade is not None and episode.grade >= 1.0
     episode.timings = {"tools": tool_seconds, "score": time.perf_counter() - start}
     return episode
 

@@ -11,6 +11,12 @@ def make_env(env_cfg) -> Environment:
     if env_cfg.name == "toolhop":
         from toolmaster.envs.toolhop import ToolHop
         return ToolHop(env_cfg.toolhop)
+    if env_cfg.name == "stabletoolbench":
+        from toolmaster.envs.stabletoolbench import StableToolBench
+        return StableToolBench(env_cfg.stabletoolbench, env_cfg.tool_server, env_cfg.judge)
+    if env_cfg.name == "tmdb":
+        from toolmaster.envs.tmdb import TMDB
+        return TMDB(env_cfg.tmdb, env_cfg.tool_server)
     raise ValueError(f"unknown environment {env_cfg.name!r}")
 
 

@@ -32,13 +32,22 @@ class Environment(ABC):
     def tasks(self, split: str, num: int | None = None, start: int = 0) -> list[Task]:
         """Tasks of a split; ``num=None`` means all of a finite split."""
 
-    @abstractmethod
     def is_correct(self, task: Task, final_message: str | None, answer: str | None,
                    last_observation: str | None) -> bool:
-        """The environment's own correctness rule for a finished episode."""
+        """The environment's own correctness rule for a finished episode (or override ``grade``)."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither is_correct nor grade")
 
-    def metric_value(self, correct: list[bool]) -> float:
-        return sum(correct) / len(correct) if correct else 0.0
+    def grade(self, task: Task, episode) -> float | None:
+        """The episode's score in [0, 1] (1 = correct); None when it cannot be graded (no judge configured)."""
+        return float(self.is_correct(task, episode.final_message, episode.answer, episode.last_observation))
+
+    def metric_value(self, grades: list[float]) -> float:
+        return sum(grades) / len(grades) if grades else 0.0
+
+    @staticmethod
+    def _slice(pool: list[Task], num: int | None, start: int) -> list[Task]:
+        end = len(pool) if num is None else min(len(pool), start + num)
+        return pool[start:end]
 
     def _check_split(self, split: str) -> None:
         if split not in self.splits:

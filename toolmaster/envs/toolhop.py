@@ -84,13 +84,12 @@ class ToolHop(Environment):
         self._check_split(split)
         cut = len(self._tasks) - round(len(self._tasks) * self.cfg.test_fraction)
         pool = self._tasks[cut:] if split == "test" else self._tasks[:cut]
-        end = len(pool) if num is None else min(len(pool), start + num)
-        return pool[start:end]
+        return self._slice(pool, num, start)
 
     def is_correct(self, task, final_message, answer, last_observation) -> bool:
         # The official rule reads the last assistant message; in this protocol that message's content is the
         # <answer> body (the tags themselves would match short gold answers such as "er" or "s").
         return official_correct(task.reference, answer if answer is not None else final_message, last_observation)
 
-    def metric_value(self, correct: list[bool]) -> float:
-        return 100.0 * sum(correct) / len(correct) if correct else 0.0
+    def metric_value(self, grades: list[float]) -> float:
+        return 100.0 * sum(grades) / len(grades) if grades else 0.0

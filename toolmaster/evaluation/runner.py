@@ -1,4 +1,4 @@
-"""``toolmaster eval``: episodes of a policy on a split → report.json with the environment's metric.
+"""``toolmaster eval``: episodes of a policy on a split → a report with the environment's own metric.
 
 A model is evaluated on the rollout fleet (the same workers, engines and tool-environment actors that
 GRPO uses, with the eval generation settings); the reference policies (oracle, empty) need no engine
@@ -6,16 +6,11 @@ and run in-process.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Callable
 
 from toolmaster.envs import make_env
-
-
-def _rate(records, key) -> float:
-    return sum(r["stats"].get(key, 0) for r in records) / max(len(records), 1)
 
 
 def eval_tasks(cfg, env):
@@ -69,43 +64,32 @@ def run_in_process(cfg, tasks: list, env, policy, on_record: Callable[[dict], No
 
 
 def evaluate(cfg, out_dir: str | Path, policy=None, progress: Callable[[int, int], None] | None = None, pool=None) -> dict:
-    """Run ``cfg.eval`` and write ``out_dir/report.json`` and ``episodes.jsonl``.
+    """Run ``cfg.eval`` and write ``out_dir``/report.json, report.md, report.png and episodes.jsonl.
 
     ``policy`` (an in-process policy object) overrides the configured one; ``pool`` reuses a running rollout
-    pool for the model policy; ``progress`` gets (finished episodes, total).
+    pool for the model policy; ``progress`` gets (finished episodes, total). A benchmark whose tools live on
+    the tool server gets one started here when ``env.tool_server.url`` is not set.
     """
     from toolmaster.agent.policies import make_policy
+    from toolmaster.evaluation.report import build_report, write_report
+    from toolmaster.toolserver.process import tool_server_for
 
     start = time.time()
-    env = make_env(cfg.env)
-    tasks = eval_tasks(cfg, env)
-    finished = []
+    with tool_server_for(cfg) as cfg:
+        env = make_env(cfg.env)
+        tasks = eval_tasks(cfg, env)
+        finished = []
 
-    def on_record(record: dict) -> None:
-        finished.append(record["episode_id"])
-        if progress:
-            progress(len(finished), len(tasks))
+        def on_record(record: dict) -> None:
+            finished.append(record["episode_id"])
+            if progress:
+                progress(len(finished), len(tasks))
 
-    if policy is None and cfg.eval.policy == "model":
-        records = run_on_fleet(cfg, tasks, pool, on_record)
-    else:
-        policy = policy or make_policy(cfg.eval.policy)
-        records = run_in_process(cfg, tasks, env, policy, on_record)
-    correct = [r["correct"] for r in records]
-    report = {
-        "env": cfg.env.name, "split": cfg.eval.split, "policy": cfg.eval.policy, "model": cfg.eval.model,
-        "metric": env.metric, env.metric: env.metric_value(correct), "num_items": len(records),
-        "num_correct": sum(correct),
-        "finish_rate": sum(r["finish_reason"] == "answer" for r in records) / max(len(records), 1),
-        "mean_trial_calls": _rate(records, "trial_calls"), "mean_corrections": _rate(records, "corrections"),
-        "mean_turns": _rate(records, "turns"), "seconds": round(time.time() - start, 2),
-        "items": [{k: v for k, v in r.items() if k not in ("messages", "token_ids", "loss_mask", "logprobs")}
-                  for r in records],
-    }
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    with open(out / "episodes.jsonl", "w") as f:
-        for r in records:
-            f.write(json.dumps({"episode_id": r["episode_id"], "messages": r["messages"]}) + "\n")
+        if policy is None and cfg.eval.policy == "model":
+            records = run_on_fleet(cfg, tasks, pool, on_record)
+        else:
+            policy = policy or make_policy(cfg.eval.policy)
+            records = run_in_process(cfg, tasks, env, policy, on_record)
+    report = build_report(cfg, env, tasks, records, time.time() - start)
+    write_report(report, records, out_dir)
     return report

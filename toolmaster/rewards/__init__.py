@@ -1,12 +1,13 @@
 """Reward functions: plain functions of a finished episode, combined with weights from config.
 
-Correctness is decided by the environment (``Episode.correct``); the others read the episode's counters.
+Correctness is graded by the environment (``Episode.grade`` in [0, 1], e.g. a judge's Solved 1 / Unsure 0.5 /
+Unsolved 0); the others read the episode's counters.
 """
 from __future__ import annotations
 
 
 def correctness(episode) -> float:
-    return 1.0 if episode.correct else 0.0
+    return float(episode.grade or 0.0)
 
 
 def format_validity(episode) -> float:

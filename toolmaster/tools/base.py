@@ -23,9 +23,36 @@ class PythonExecutor:
 
 
 @dataclass(frozen=True)
+class VirtualApiExecutor:
+    """Sends the call to a StableToolBench-compatible tool server (``toolmaster serve-tools``)."""
+    url: str
+    category: str
+    tool_name: str
+    api_name: str
+    key: str = ""
+    timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class RestExecutor:
+    """Calls a live REST API: ``method base_url+path`` with path and query parameters, the key from an
+    environment variable (read where the call runs, so keys never travel inside tasks)."""
+    base_url: str
+    method: str
+    path: str
+    api_key_env: str
+    timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class FinishExecutor:
+    """StableToolBench's ``Finish`` function: calling it ends the episode (the agent loop handles it)."""
+
+
+@dataclass(frozen=True)
 class Tool:
     schema: dict  # {"name", "description", "parameters"} — OpenAI function schema
-    executor: PythonExecutor
+    executor: PythonExecutor | VirtualApiExecutor | RestExecutor | FinishExecutor
 
     @property
     def name(self) -> str:
@@ -45,14 +72,23 @@ class ToolRunner:
         ex = tool.executor
         if isinstance(ex, PythonExecutor):
             return self.sandbox.call(ex.source, ex.function, arguments)
-        raise TypeError(f"tool {tool.name!r} has an executor of unknown kind {type(ex).__name__}")
+        if isinstance(ex, VirtualApiExecutor):
+            from toolmaster.toolserver.client import call_virtual
+            return call_virtual(ex.url, ex.category, ex.tool_name, ex.api_name, arguments, key=ex.key,
+                                timeout=ex.timeout_s)
+        if isinstance(ex, RestExecutor):
+            from toolmaster.tools.rest import call_rest
+            return call_rest(ex, arguments)
+        raise TypeError(f"tool {tool.name!r} has an executor of kind {type(ex).__name__}, which is not run as a call")
 
-    def score(self, env, task, episode, reward_weights=None) -> tuple[bool, dict]:
-        """Correctness by the environment's own rule, then the weighted reward components."""
+    def score(self, env, task, episode, reward_weights=None) -> tuple[float | None, dict]:
+        """The environment's grade (its own rule, maybe an LLM judge; None: not gradable without a judge),
+        then the weighted reward components."""
         from toolmaster.rewards import score_episode
 
-        episode.correct = env.is_correct(task, episode.final_message, episode.answer, episode.last_observation)
-        return episode.correct, score_episode(episode, reward_weights)
+        episode.grade = env.grade(task, episode)
+        episode.correct = episode.grade is not None and episode.grade >= 1.0
+        return episode.grade, score_episode(episode, reward_weights)
 
     def close(self) -> None:
         self.sandbox.close()

@@ -1,0 +1,45 @@
+"""Small fakes for unit tests: an OpenAI-compatible chat endpoint whose replies a test scripts."""
+from __future__ import annotations
+
+import threading
+import time
+
+import uvicorn
+from fastapi import FastAPI
+
+from toolmaster.toolserver.process import free_port
+
+
+class FakeOpenAI:
+    """Serves /v1/chat/completions with ``reply(messages) -> str``; records every request's messages."""
+
+    def __init__(self, reply):
+        self.requests: list[list[dict]] = []
+        app = FastAPI()
+
+        @app.post("/v1/chat/completions")
+        def complete(body: dict) -> dict:
+            self.requests.append(body["messages"])
+            text = reply(body["messages"])
+            return {"id": "fake", "object": "chat.completion", "created": 0, "model": body.get("model", "fake"),
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": text}}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+
+        port = free_port()
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        while not self._server.started:
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+
+    def __enter__(self) -> "FakeOpenAI":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,116 @@
+"""StableToolBench: the 765 solvable queries, their RapidAPI tools served by the virtual tool server.
+
+Each query's ``api_list`` becomes OpenAI functions (``<api>_for_<tool>``) plus ``Finish``; calls go over
+HTTP to a StableToolBench-compatible server (``toolmaster serve-tools``). The metric is the Solvable Pass
+Rate from an LLM judge (Solved 1 / Unsure 0.5 / Unsolved 0, no Finish → Unsolved); without a judge it
+cannot be computed and the report gives the finish rate instead.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from toolmaster.envs.base import Environment, Task
+from toolmaster.tools.base import FinishExecutor, Tool, VirtualApiExecutor
+from toolmaster.toolserver.names import function_name
+
+FINISH_SCHEMA = {
+    "name": "Finish",
+    "description": "Call this at the end of every attempt. With return_type give_answer, final_answer is all the "
+                   "user sees, so it must hold the complete answer; with give_up_and_restart you give up.",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "return_type": {"type": "string", "enum": ["give_answer", "give_up_and_restart"]},
+            "final_answer": {"type": "string", "description": "the answer for the user (with give_answer)"},
+        },
+        "required": ["return_type"],
+    },
+}
+FINISH = Tool(FINISH_SCHEMA, FinishExecutor())
+
+# RapidAPI parameter types → JSON Schema types (anything else, e.g. DATE or TIME, is passed as a string).
+_TYPES = {"string": "string", "number": "number", "integer": "integer", "boolean": "boolean", "array": "array",
+          "object": "object", "enum": "string", "float": "number", "int": "integer", "bool": "boolean"}
+
+
+def query_files(data: str, groups: list[str] | None = None) -> list[Path]:
+    path = Path(data)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise FileNotFoundError(f"StableToolBench data {data!r} is neither a query file nor a folder of them")
+    files = sorted(path.glob("*.json"))
+    if groups:
+        unknown = set(groups) - {f.stem for f in files}
+        if unknown:
+            raise ValueError(f"no StableToolBench group(s) {sorted(unknown)} in {data!r}; found {[f.stem for f in files]}")
+        files = [f for f in files if f.stem in groups]
+    if not files:
+        raise FileNotFoundError(f"no query files (*.json) in StableToolBench folder {data!r}")
+    return files
+
+
+def api_schema(api: dict) -> dict:
+    """An api_list entry as an OpenAI function schema."""
+    props, required = {}, []
+    for param, is_required in [(p, True) for p in api.get("required_parameters") or []] + \
+                              [(p, False) for p in api.get("optional_parameters") or []]:
+        spec = {"type": _TYPES.get(str(param.get("type", "string")).lower(), "string"),
+                "description": str(param.get("description") or "")}
+        if param.get("default") not in (None, ""):
+            spec["example_value"] = param["default"]
+        props[param["name"]] = spec
+        if is_required:
+            required.append(param["name"])
+    description = (f"Subfunction of the tool \"{api['tool_name']}\": {api.get('api_description') or api['api_name']}")
+    return {"name": function_name(api["tool_name"], api["api_name"]), "description": description[:1024],
+            "parameters": {"type": "object", "properties": props, "required": required}}
+
+
+def query_to_task(query: dict, group: str, server_cfg) -> Task:
+    url = server_cfg.url or f"http://{server_cfg.host}:{server_cfg.port}"
+    tools, names = [], set()
+    for api in query["api_list"]:
+        schema = api_schema(api)
+        if schema["name"] in names:  # two apis standardizing to one name: keep the first, as ToolBench does
+            continue
+        names.add(schema["name"])
+        tools.append(Tool(schema, VirtualApiExecutor(url, api["category_name"], api["tool_name"], api["api_name"],
+                                                      key=server_cfg.key, timeout_s=server_cfg.timeout_s)))
+    tools.append(FINISH)
+    return Task(id=f"{group}:{query['query_id']}", question=query["query"], tools=tuple(tools), reference="",
+                metadata={"group": group, "query_id": query["query_id"],
+                          "relevant_apis": query.get("relevant APIs", [])})
+
+
+class StableToolBench(Environment):
+    name = "stabletoolbench"
+    metric = "sopr"
+    splits = ("test",)
+
+    def __init__(self, cfg, server_cfg, judge_cfg):
+        self._tasks = [query_to_task(q, f.stem, server_cfg)
+                       for f in query_files(cfg.data, cfg.groups) for q in json.loads(f.read_text())]
+        self.judge_cfg = judge_cfg
+        self._judge = None
+
+    @property
+    def gradable(self) -> bool:
+        return bool(self.judge_cfg.base_url)
+
+    def tasks(self, split: str = "test", num: int | None = None, start: int = 0) -> list[Task]:
+        self._check_split(split)
+        return self._slice(self._tasks, num, start)
+
+    def grade(self, task, episode) -> float | None:
+        if not self.gradable:
+            return None
+        if self._judge is None:
+            from toolmaster.llm.judge import PassJudge
+            self._judge = PassJudge(self.judge_cfg)
+        trace = "\n".join(m["content"][:300] for m in episode.messages[2:] if m["role"] in ("assistant", "tool"))
+        return self._judge.score(task.question, episode.answer if episode.finish_reason == "answer" else None, trace)
+
+    def metric_value(self, grades: list[float]) -> float:
+        return 100.0 * sum(grades) / len(grades) if grades else 0.0

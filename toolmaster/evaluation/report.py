@@ -1,0 +1,92 @@
+"""An evaluation's report: report.json (every figure and item), report.md (the tables) and report.png."""
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+
+_GROUP_KEYS = ("group", "hop_count", "kind")  # the first one tasks carry breaks the score down
+_NOT_COMPUTED = {"sopr": "SoPR not computed: no judge configured (set env.judge.base_url); see finish_rate"}
+
+
+def _rate(records, key) -> float:
+    return sum(r["stats"].get(key, 0) for r in records) / max(len(records), 1)
+
+
+def build_report(cfg, env, tasks: list, records: list[dict], seconds: float) -> dict:
+    grades = [r["grade"] for r in records]
+    graded = bool(records) and all(g is not None for g in grades)
+    report = {
+        "env": cfg.env.name, "split": cfg.eval.split, "policy": cfg.eval.policy, "model": cfg.eval.model,
+        "metric": env.metric, env.metric: env.metric_value(grades) if graded else None,
+        "num_items": len(records), "num_correct": sum(r["correct"] for r in records),
+        "finish_rate": sum(r["finish_reason"] == "answer" for r in records) / max(len(records), 1),
+        "mean_trial_calls": _rate(records, "trial_calls"), "mean_corrections": _rate(records, "corrections"),
+        "mean_turns": _rate(records, "turns"), "seconds": round(seconds, 2),
+    }
+    if not graded and records:
+        report["note"] = _NOT_COMPUTED.get(env.metric, f"{env.metric} not computed")
+    report["breakdown"] = _breakdown(env, tasks, records) if graded else {}
+    report["items"] = [{k: v for k, v in r.items() if k not in ("messages", "token_ids", "loss_mask", "logprobs")}
+                       for r in records]
+    return report
+
+
+def _breakdown(env, tasks, records) -> dict:
+    key = next((k for k in _GROUP_KEYS if tasks and tasks[0].metadata.get(k) is not None), None)
+    if key is None:
+        return {}
+    groups = defaultdict(list)
+    for task, record in zip(tasks, records):
+        groups[f"{key}={task.metadata.get(key)}"].append(record["grade"])
+    return {name: env.metric_value(g) for name, g in sorted(groups.items())}
+
+
+def write_report(report: dict, records: list[dict], out_dir: str | Path) -> None:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    with open(out / "episodes.jsonl", "w") as f:
+        for r in records:
+            f.write(json.dumps({"episode_id": r["episode_id"], "messages": r["messages"]}) + "\n")
+    (out / "report.md").write_text(_markdown(report))
+    _plot(report, out / "report.png")
+
+
+def _fmt(value) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _markdown(report: dict) -> str:
+    metric = report["metric"]
+    lines = [f"# {report['env']} evaluation ({report['split']}, policy {report['policy']})", "",
+             f"model: `{report['model']}`", "", "| figure | value |", "|---|---|"]
+    for key in (metric, "num_items", "num_correct", "finish_rate", "mean_trial_calls", "mean_corrections",
+                "mean_turns", "seconds"):
+        lines.append(f"| {key} | {_fmt(report[key]) if report[key] is not None else 'not computed'} |")
+    if "note" in report:
+        lines += ["", f"Note: {report['note']}"]
+    if report["breakdown"]:
+        lines += ["", f"| group | {metric} |", "|---|---|"] + [f"| {g} | {_fmt(v)} |" for g, v in report["breakdown"].items()]
+    reasons = Counter(i["finish_reason"] for i in report["items"])
+    lines += ["", "| finish reason | episodes |", "|---|---|"] + [f"| {k} | {v} |" for k, v in reasons.most_common()]
+    return "\n".join(lines) + "\n"
+
+
+def _plot(report: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    scores = report["breakdown"] or ({"all": report[report["metric"]]} if report[report["metric"]] is not None else {})
+    left.bar(list(scores), list(scores.values()), color="tab:blue")
+    left.set_title(f"{report['metric']}" + ("" if scores else " (not computed)"))
+    left.tick_params(axis="x", labelrotation=30)
+    reasons = Counter(i["finish_reason"] for i in report["items"])
+    right.bar(list(reasons), list(reasons.values()), color="tab:gray")
+    right.set_title("finish reasons")
+    fig.suptitle(f"{report['env']} — {report['num_items']} items")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

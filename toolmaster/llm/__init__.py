@@ -1,0 +1,1 @@
+"""Clients of OpenAI-compatible LLM endpoints: the teacher, the judge and the tool simulator."""
