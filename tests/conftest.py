@@ -47,3 +47,16 @@ def ray_local():
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def model_server(tiny_model_dir, tmp_path_factory):
+    """The tiny model behind vLLM's OpenAI-compatible server (what `toolmaster serve-model` runs)."""
+    from toolmaster.llm.serve_model import ModelServer, server_command
+    from toolmaster.toolserver.process import free_port
+
+    port = free_port()
+    cmd = server_command(tiny_model_dir, port=port, name="tiny", max_model_len=2048, dtype="float32",
+                         extra=["--enforce-eager", "--kv-cache-memory-bytes", str(512 * 2**20)])
+    with ModelServer(cmd, port, log_path=str(tmp_path_factory.mktemp("vllm") / "server.log")) as server:
+        yield server

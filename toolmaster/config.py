@@ -151,7 +151,9 @@ class SynthConfig(Section):
     teacher: Literal["scripted", "openai"] = Field("scripted", description="scripted: toolworld's rule-following "
                                                    "teacher; openai: an LLM through an OpenAI-compatible endpoint")
     endpoint: EndpointConfig = EndpointConfig(max_tokens=512)
-    concurrency: int = Field(8, ge=1, description="teacher episodes in flight (openai teacher)")
+    concurrency: int = Field(8, ge=1, description="teacher calls in flight (openai teacher)")
+    split: str = Field("train", description="the split tasks come from (benchmarks with only a test split: "
+                       "toolhop with env.toolhop.test_fraction < 1 has a train split)")
 
 
 class GenerationConfig(Section):

@@ -25,9 +25,10 @@ class ModelServer:
     """A vLLM OpenAI server in a child process; ``base_url`` (…/v1) once it answers /v1/models."""
 
     def __init__(self, cmd: list[str], port: int, host: str = "127.0.0.1", startup_timeout_s: float = 300.0,
-                 env: dict | None = None):
+                 log_path: str | None = None):
         self.base_url = f"http://{host}:{port}/v1"
-        self.proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})})
+        self._log = open(log_path, "w") if log_path else None  # vLLM logs a great deal; keep it out of the way
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT if self._log else None)
         deadline = time.time() + startup_timeout_s
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -48,6 +49,8 @@ class ModelServer:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+        if self._log:
+            self._log.close()
 
     def __enter__(self) -> "ModelServer":
         return self

@@ -1,4 +1,5 @@
-"""Synthesis: run a teacher through the environment, filter its trajectories, save a datasets dataset."""
+"""Synthesis: run a teacher (scripted, or an LLM endpoint) through the environment, filter its trajectories,
+save a datasets dataset."""
 from __future__ import annotations
 
 import json
@@ -11,6 +12,7 @@ from toolmaster.envs import make_env
 from toolmaster.protocol import render_text
 from toolmaster.teacher.scripted import ScriptedTeacher
 from toolmaster.tools.base import ToolRunner
+from toolmaster.toolserver.process import tool_server_for
 
 
 def _length(messages, tools, tokenizer) -> int:
@@ -21,29 +23,32 @@ def _length(messages, tools, tokenizer) -> int:
 
 
 def drop_reason(episode, length: int, max_tokens: int) -> str | None:
+    """Why a trajectory is not kept; an ungraded one (no judge configured) is kept when it answered cleanly."""
     if episode.finish_reason != "answer":
         return "no_answer"
     if episode.stats["parse_errors"]:
         return "parse_error"
-    if not episode.correct:
+    if episode.grade is not None and not episode.correct:
         return "incorrect"
     if length > max_tokens:
         return "too_long"
     return None
 
 
-def synthesize(cfg, out_dir: str, tokenizer=None, progress=None) -> dict:
-    """Writes ``out_dir`` (dataset via save_to_disk) and ``out_dir/summary.json``; returns the summary."""
-    import datasets
-
+def make_teacher(cfg):
+    if cfg.synth.teacher == "openai":
+        from toolmaster.teacher.llm import LLMTeacher
+        return LLMTeacher(cfg.synth.endpoint, cfg.synth.concurrency)
     if cfg.env.name != "toolworld":
-        raise ValueError(f"the scripted teacher supports toolworld only, not {cfg.env.name!r}")
-    start = time.time()
-    env = make_env(cfg.env)
-    tasks = env.tasks("train", cfg.synth.num_tasks, start=0)
-    teacher = ScriptedTeacher(cfg.synth.seed, cfg.synth.trial, cfg.synth.mistake_rate, cfg.synth.probe_distractors)
-    runner = ToolRunner.from_config(cfg.sandbox)
+        raise ValueError(f"the scripted teacher knows toolworld's rules only, not {cfg.env.name!r}; "
+                         "use --teacher openai --base-url URL --model NAME")
+    return ScriptedTeacher(cfg.synth.seed, cfg.synth.trial, cfg.synth.mistake_rate, cfg.synth.probe_distractors)
+
+
+def _run_teacher(cfg, env, tasks, teacher, tokenizer, progress):
+    """Episodes in chunks; the trajectories that pass ``drop_reason`` become rows."""
     rows, reasons, kept = [], Counter(), []
+    runner = ToolRunner.from_config(cfg.sandbox)
     try:
         chunk = 64
         for lo in range(0, len(tasks), chunk):
@@ -64,13 +69,26 @@ def synthesize(cfg, out_dir: str, tokenizer=None, progress=None) -> dict:
                 progress(min(lo + chunk, len(tasks)), len(tasks))
     finally:
         runner.close()
+    return rows, reasons, kept
+
+
+def synthesize(cfg, out_dir: str, tokenizer=None, progress=None) -> dict:
+    """Writes ``out_dir`` (dataset via save_to_disk) and ``out_dir/summary.json``; returns the summary."""
+    import datasets
+
+    start = time.time()
+    with tool_server_for(cfg) as cfg:
+        env = make_env(cfg.env)
+        tasks = env.tasks(cfg.synth.split, cfg.synth.num_tasks, start=0)
+        rows, reasons, kept = _run_teacher(cfg, env, tasks, make_teacher(cfg), tokenizer, progress)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if rows:
         datasets.Dataset.from_list(rows).save_to_disk(str(out))
     n = len(kept)
     summary = {
-        "env": cfg.env.name, "num_tasks": len(tasks), "kept": n, "dropped": sum(reasons.values()),
+        "env": cfg.env.name, "teacher": cfg.synth.teacher, "num_tasks": len(tasks), "kept": n,
+        "dropped": sum(reasons.values()),
         "dropped_reasons": dict(reasons), "trial": cfg.synth.trial, "mistake_rate": cfg.synth.mistake_rate,
         "mean_trial_calls": sum(e.stats["trial_calls"] for e, _ in kept) / max(n, 1),
         "mean_corrections": sum(e.stats["corrections"] for e, _ in kept) / max(n, 1),
