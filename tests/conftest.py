@@ -52,11 +52,13 @@ def ray_local():
 @pytest.fixture(scope="session")
 def model_server(tiny_model_dir, tmp_path_factory):
     """The tiny model behind vLLM's OpenAI-compatible server (what `toolmaster serve-model` runs)."""
-    from toolmaster.llm.serve_model import ModelServer, server_command
+    import sys
+
+    from toolmaster.llm.serve_model import ModelServer
     from toolmaster.toolserver.process import free_port
 
     port = free_port()
-    cmd = server_command(tiny_model_dir, port=port, name="tiny", max_model_len=2048, dtype="float32",
-                         extra=["--enforce-eager", "--kv-cache-memory-bytes", str(512 * 2**20)])
+    cmd = [sys.executable, "-m", "toolmaster.cli", "serve-model", tiny_model_dir, "--port", str(port), "--name", "tiny",
+           "--max-model-len", "2048", "--dtype", "float32", "--enforce-eager", "--kv-cache-memory-bytes", str(512 * 2**20)]
     with ModelServer(cmd, port, log_path=str(tmp_path_factory.mktemp("vllm") / "server.log")) as server:
         yield server

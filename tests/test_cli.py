@@ -43,3 +43,31 @@ def test_eval_model_policy_on_vllm(tiny_model_dir, tmp_path):
     assert report["num_items"] == 4 and 0.0 <= report["success"] <= 1.0
     episodes = [json.loads(line) for line in (tmp_path / "episodes.jsonl").read_text().splitlines()]
     assert all(ep["messages"][2]["role"] == "assistant" for ep in episodes)
+
+
+def test_eval_each_benchmark_from_its_data_folder(tmp_path, capsys):
+    from tests.conftest import DATA
+    out = tmp_path / "tmdb"
+    assert main(["eval", "--env", "tmdb", "--data", str(DATA / "restbench"), "--policy", "oracle", "--limit", "3",
+                 "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["metric"] == "correct_path_rate" and report["correct_path_rate"] == 0.0  # oracle calls no endpoint
+    assert (out / "report.md").exists() and (out / "report.png").exists()
+    out = tmp_path / "stb"
+    assert main(["eval", "--env", "stabletoolbench", "--data", str(DATA / "stabletoolbench" / "test_instruction" / "G3_instruction.json"),
+                 "--policy", "empty", "--limit", "2", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["num_items"] == 2 and report["sopr"] is None and report["items"][0]["task_id"].startswith("G3_instruction:")
+    assert main(["eval", "--env", "toolworld", "--data", "x", "--policy", "oracle", "--out", str(tmp_path / "tw")]) == 2
+    assert "takes no --data" in capsys.readouterr().err
+
+
+def test_synth_with_an_openai_teacher_command(tmp_path):
+    from tests.fakes import FakeOpenAI
+    with FakeOpenAI(lambda messages: "<answer>nothing</answer>") as fake:
+        proc = subprocess.run([sys.executable, "-m", "toolmaster.cli", "synth", "--teacher", "openai", "--base-url",
+                               fake.base_url, "--model", "teacher-7b", "--num-tasks", "5", "--out", str(tmp_path)],
+                              capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["teacher"] == "openai" and summary["num_tasks"] == 5 and len(fake.requests) == 5

@@ -9,7 +9,6 @@ import argparse
 import json
 import logging
 import os
-import subprocess
 import sys
 
 from toolmaster.config import ConfigError, load_config
@@ -78,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="served model name (default: the folder name)")
     p.add_argument("--max-model-len", type=int)
     p.add_argument("--dtype", default="auto")
+    p.epilog = "Further arguments go to vLLM's server unchanged (e.g. --enforce-eager --kv-cache-memory-bytes N)."
 
     p = sub.add_parser("quickstart", help="tiny model → synthesis → evaluation on held-out toolworld tools")
     p.add_argument("--out", default="runs/quickstart")
@@ -114,12 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in _ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
     logging.basicConfig(level=os.environ.get("TOOLMASTER_LOG", "WARNING"))
-    args = _parser().parse_args(argv)
+    args, extra = _parser().parse_known_args(argv)
     if args.command == "serve-model":
         from toolmaster.llm.serve_model import server_command
         cmd = server_command(args.model_dir, host=args.host, port=args.port, name=args.name,
-                             max_model_len=args.max_model_len, dtype=args.dtype)
-        return subprocess.call(cmd)
+                             max_model_len=args.max_model_len, dtype=args.dtype, extra=extra)
+        os.execv(cmd[0], cmd)  # the server replaces this process, so signals reach it directly
+    if extra:
+        _parser().error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         cfg = load_config(args.config, _flag_overrides(args) + list(args.overrides))
         if getattr(args, "data", None):  # the data belongs to whichever benchmark the config selects

@@ -98,3 +98,25 @@ def test_resume_continues_with_the_same_data_order(ray_local, tmp_path, tiny_mod
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert len({tuple(r["task_ids"]) for r in rows}) == 3
+
+
+def test_grpo_on_toolhop_train_split_cycles_with_the_official_metric(ray_local, tmp_path, tiny_model_dir):
+    """ToolHop items through rollout workers and tool-environment actors; the train split wraps around."""
+    from tests.conftest import TOOLHOP
+    from toolmaster.trainer.grpo import GRPOTrainer
+
+    cfg = _config(tmp_path / "run", 2, steps=1, extra=["env.name=toolhop", f"env.toolhop.data={TOOLHOP}",
+                                                      "env.toolhop.test_fraction=0.97", "env_actors.num_actors=1"])
+    trainer = GRPOTrainer(cfg, tiny_model_dir)
+    try:
+        train_ids = [t.id for t in make_env(cfg.env).tasks("train")]
+        assert len(train_ids) == 3
+        assert [t.id for t in trainer._tasks(1)] == [train_ids[2], train_ids[0]]  # position 2, 3 → wraps
+        metrics = trainer.step()
+        assert metrics["episodes"] == 4 and metrics["task_ids"] == train_ids[:2]
+        assert all(r["grade"] in (0.0, 1.0) for r in trainer.last_records)  # ToolHop's official rule
+    finally:
+        trainer.close()
+    with pytest.raises(ValueError, match="no training tasks"):
+        GRPOTrainer(_config(tmp_path / "run2", 2, steps=1, extra=["env.name=toolhop", f"env.toolhop.data={TOOLHOP}"]),
+                    tiny_model_dir)

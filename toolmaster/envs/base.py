@@ -32,6 +32,11 @@ class Environment(ABC):
     def tasks(self, split: str, num: int | None = None, start: int = 0) -> list[Task]:
         """Tasks of a split; ``num=None`` means all of a finite split."""
 
+    def size(self, split: str) -> int | None:
+        """Tasks in a split; None for a generated (unbounded) one."""
+        self._check_split(split)
+        return len(self.tasks(split))
+
     def is_correct(self, task: Task, final_message: str | None, answer: str | None,
                    last_observation: str | None) -> bool:
         """The environment's own correctness rule for a finished episode (or override ``grade``)."""

@@ -75,6 +75,9 @@ class GRPOTrainer:
             self.step_index, self.version, model_dir = state["step"], state["version"], state["checkpoint"]
         self.model_dir = model_dir
         self.env = make_env(cfg.env)
+        self._train_size = self.env.size("train")
+        if self._train_size == 0:
+            raise ValueError(f"{cfg.env.name} has no training tasks (toolhop: set env.toolhop.test_fraction below 1)")
         self.learners = LearnerGroup(cfg, model_dir)
         self.pool = RolloutPool(cfg, model_dir)
         if cfg.rollout.weight_transport != "object_store":  # a transport with a standing connection (NCCL)
@@ -87,8 +90,11 @@ class GRPOTrainer:
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rollouts")
 
     def _tasks(self, step: int) -> list:
-        g = self.cfg.grpo
-        return self.env.tasks("train", g.prompts_per_step, start=step * g.prompts_per_step)  # the data position
+        """B tasks at the data position; a finite train split (a benchmark's) is cycled through in epochs."""
+        b, size = self.cfg.grpo.prompts_per_step, self._train_size
+        if size is None:
+            return self.env.tasks("train", b, start=step * b)
+        return [self.env.tasks("train", 1, start=(step * b + i) % size)[0] for i in range(b)]
 
     def _timed_rollouts(self, step: int) -> tuple[list, list[dict], float]:
         start = time.time()

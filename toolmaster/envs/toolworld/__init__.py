@@ -23,6 +23,10 @@ class ToolWorld(Environment):
             raise ValueError("toolworld is unlimited: pass the number of tasks")
         return [generate_task(self.cfg, split, i) for i in range(start, start + num)]
 
+    def size(self, split: str) -> None:
+        self._check_split(split)
+        return None  # generated on demand
+
     def is_correct(self, task, final_message, answer, last_observation) -> bool:
         return answer is not None and normalize_answer(answer) == normalize_answer(task.reference)
 
