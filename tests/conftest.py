@@ -30,6 +30,18 @@ def tiny_model_dir(tmp_path_factory, cfg) -> str:
     return str(out)
 
 
+@pytest.fixture(scope="session")
+def long_context_model_dir(tmp_path_factory) -> str:
+    """The tiny model with room for benchmark prompts: with its small vocabulary ToolHop prompts reach 5.3 k
+    tokens and TMDB's 54 tool schemas 20 k."""
+    from toolmaster.models.tiny import build_tiny_model
+
+    out = tmp_path_factory.mktemp("tiny_long") / "model"
+    build_tiny_model(build_config({}, ["model.copy_pretrain_steps=0", "model.max_position_embeddings=24576"]), out,
+                     tie_embeddings=False)
+    return str(out)
+
+
 @pytest.fixture
 def sandbox():
     from toolmaster.tools.sandbox import SandboxPool

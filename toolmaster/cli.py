@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", choices=["scripted", "openai"])
     p.add_argument("--base-url", help="OpenAI-compatible endpoint of the teacher, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--model", help="model name the teacher endpoint serves")
+    p.add_argument("--tool-server", help="URL of a running tool server (default: one is started when needed)")
     p.add_argument("--num-tasks", type=int)
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int)

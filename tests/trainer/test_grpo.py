@@ -120,3 +120,39 @@ def test_grpo_on_toolhop_train_split_cycles_with_the_official_metric(ray_local, 
     with pytest.raises(ValueError, match="no training tasks"):
         GRPOTrainer(_config(tmp_path / "run2", 2, steps=1, extra=["env.name=toolhop", f"env.toolhop.data={TOOLHOP}"]),
                     tiny_model_dir)
+
+
+@pytest.mark.slow  # ≈ 3 min (two driver processes); test_resume_continues_with_the_same_data_order covers resume
+def test_killed_driver_resumes_with_the_same_data_order(tmp_path, tiny_model_dir):
+    """`toolmaster grpo` SIGKILLed after a checkpoint; `--resume` finishes the run on the same task sequence."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "toolmaster.cli", "grpo", "--model", tiny_model_dir, f"run_dir={run}", "grpo.steps=4",
+           "grpo.checkpoint_every=1", "grpo.prompts_per_step=2", "grpo.group_size=2", "env.max_turns=2",
+           "rollout.generation.max_new_tokens=16", "rollout.num_workers=1"]
+    env = {**os.environ, "RAY_ADDRESS": ""}  # its own local Ray instance, which dies with it
+    driver = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    state_file = run / "trainer_state.json"
+    deadline = time.time() + 600
+    while time.time() < deadline and driver.poll() is None:
+        if state_file.exists() and json.loads(state_file.read_text())["step"] >= 2:
+            break
+        time.sleep(0.5)
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and everything it started
+    driver.wait()
+    killed_at = json.loads(state_file.read_text())["step"]
+    assert 2 <= killed_at < 4
+    resumed = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    logged = {}
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        logged[record["step"]] = record["task_ids"]  # a step logged but not checkpointed before the kill is redone
+    env_tasks = make_env(build_config().env)
+    assert logged == {s: [t.id for t in env_tasks.tasks("train", 2, start=2 * (s - 1))] for s in (1, 2, 3, 4)}
+    assert json.loads(state_file.read_text())["step"] == 4

@@ -48,7 +48,10 @@ class RolloutWorker:
         from toolmaster.tools.base import ToolRunner
         from toolmaster.weights import make_transport
 
+        import ray
+
         self.worker_id = worker_id
+        self.node = ray.get_runtime_context().get_node_id()
         self.cfg = Config.model_validate(cfg_dict)
         self.scratch = tempfile.mkdtemp(prefix=f"toolmaster-rollout-{worker_id}-", dir=_scratch_root())
         serve_dir = untied_export(model_dir, os.path.join(self.scratch, "served"))
@@ -56,6 +59,8 @@ class RolloutWorker:
         self.engine = VLLMEngine(serve_dir, self.cfg.rollout.engine, self.cfg.rollout.generation,
                                  seed=self.cfg.grpo.seed + 1000 * worker_id,
                                  weight_transfer=transport if transport != "object_store" else None)
+        from toolmaster.rollout import reaper
+        self._reaper = reaper.watch(os.getpid())  # the engine's processes die with this worker, however it dies
         self.env = make_env(self.cfg.env)
         if env_actors:
             from toolmaster.envs.actor import RemoteToolRunner
@@ -74,8 +79,7 @@ class RolloutWorker:
         return os.getpid()
 
     def node_id(self) -> str:
-        import ray
-        return ray.get_runtime_context().get_node_id()
+        return self.node
 
     def stats(self) -> dict:
         return {"version": self.engine.version, "episodes_in_flight": self.in_flight,
@@ -117,6 +121,7 @@ class RolloutWorker:
                 "token_ids": traj.token_ids if traj else [], "loss_mask": traj.loss_mask if traj else [],
                 "logprobs": traj.logprobs if traj else [],
                 "policy_version": traj.policy_version if traj else self.engine.version, "worker": self.worker_id,
+                "node": self.node,
                 "timings": {"episode": seconds, "generate": generate, **ep.timings}}
 
     async def prompt_logprobs(self, token_ids: list[int]) -> list[float]:
@@ -129,4 +134,5 @@ class RolloutWorker:
         import shutil
         self.runner.close()
         self.engine.shutdown()
+        self._reaper.terminate()
         shutil.rmtree(self.scratch, ignore_errors=True)
