@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                            {k: v for k, v in last.items() if not isinstance(v, list)})
     elif args.command == "serve-tools":
         from toolmaster.toolserver.process import serve
+        logging.getLogger("toolmaster.toolserver").setLevel(logging.INFO)  # backend hits and misses, per request
         server = cfg.env.tool_server
         print(f"tool server on http://{server.host}:{server.port} (backends: {', '.join(server.backends)})", flush=True)
         serve(server)

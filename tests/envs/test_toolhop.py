@@ -1,5 +1,3 @@
-import pytest
-
 from tests.conftest import TOOLHOP
 from toolmaster.config import build_config
 from toolmaster.envs import make_env

@@ -35,21 +35,20 @@ def test_bounds_are_validated():
 
 
 def test_pool_grows_under_queue_pressure_and_drains_back_when_idle(ray_local, tiny_model_dir):
-    """Through real workers on local Ray (nodes are not added here: Ray's fake autoscaling cluster did not
-    keep its nodes up on this machine, see README)."""
+    """Through real workers on local Ray (tests/cluster/test_autoscaling_cluster.py adds nodes, -m slow)."""
     from toolmaster.envs import make_env
     from toolmaster.rollout.pool import RolloutPool
 
-    cfg = build_config({}, ["rollout.max_episodes_per_worker=1", "rollout.generation.max_new_tokens=64",
-                            "env.max_turns=6", "rollout.num_cpus_per_worker=0.5", "rollout.autoscale.enabled=true",
+    cfg = build_config({}, ["rollout.max_episodes_per_worker=1", "rollout.generation.max_new_tokens=48",
+                            "env.max_turns=4", "rollout.num_cpus_per_worker=0.5", "rollout.autoscale.enabled=true",
                             "rollout.autoscale.min_workers=1", "rollout.autoscale.max_workers=2",
                             "rollout.autoscale.down_cooldown_s=1"])
     pool = RolloutPool(cfg, tiny_model_dir)
     try:
         assert len(pool.workers) == 1
-        # 48 episodes, one at a time per worker: a queue that outlasts a new worker's engine start
-        records = pool.run(make_env(cfg.env).tasks("test", 24), group_size=2, step=0)
-        assert sorted(r["episode_id"] for r in records) == sorted(f"s0-t{i}-g{g}" for i in range(24) for g in range(2))
+        # 36 episodes (≈ 3 s each), one at a time per worker: a queue that outlasts a new worker's engine start
+        records = pool.run(make_env(cfg.env).tasks("test", 18), group_size=2, step=0)
+        assert sorted(r["episode_id"] for r in records) == sorted(f"s0-t{i}-g{g}" for i in range(18) for g in range(2))
         ups = [e for e in pool.events if e["action"] == "scale_up"]
         assert ups and ups[0]["workers_after"] == 2 and "queued" in ups[0]["reason"]
         assert len({r["worker"] for r in records}) == 2  # the added worker served episodes

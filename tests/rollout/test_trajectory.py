@@ -86,7 +86,7 @@ def test_multi_turn_mask_and_retokenization(ray_local, tiny_model_dir, tmp_path)
             assert tok.decode(ids[lo:hi]) in (content, content + "<|im_end|>")
             assert all(lp <= 0.0 for lp in logprobs[lo:hi])
         masked_out = tok.decode([t for t, m in zip(ids, mask) if not m])
-        for m in messages:
+        for m in messages[:last]:  # the observations the policy saw
             if m["role"] == "tool":
                 assert m["content"] in masked_out
         assert all(lp == 0.0 for lp, m in zip(logprobs, mask) if not m)

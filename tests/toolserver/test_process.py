@@ -31,5 +31,7 @@ def test_thousand_requests_at_concurrency_32_without_5xx():
         denied = call_virtual(server.url, "Data", "TheClique", "Songkick concert", {"id_conc": "x"}, key="wrong")
         assert ok.ok and "venue_name" in ok.content
         assert not denied.ok and "401" in denied.content
+        bad = httpx.post(server.url + "/virtual", json={"category": "Data", "toolbench_key": "k"})
+        assert bad.status_code == 422 and "api_name" in bad.text
     gone = call_virtual(server.url, "Data", "TheClique", "Songkick concert", {}, timeout=2)
     assert not gone.ok and "unreachable" in gone.content
