@@ -52,3 +52,23 @@ def test_live_api_when_a_key_is_set(monkeypatch):
     assert "TMDB_API_KEY" in call_rest(ex, {"person_id": 1}).content  # key read where the call runs
     monkeypatch.setenv("TMDB_API_KEY", "k")
     assert "missing path parameter(s) person_id" in call_rest(ex, {}).content
+
+
+def test_success_rate_from_a_judge_beside_the_path_metric(tmp_path):
+    from tests.fakes import FakeOpenAI
+    from toolmaster.evaluation.runner import evaluate
+
+    class SearchThenAnswer:
+        def generate(self, requests):
+            return ["<answer>7 films</answer>" if r.messages[-1]["role"] == "tool" else
+                    '<tool_call>\n{"name": "get_search_person", "arguments": {"query": "Sofia Coppola"}}\n</tool_call>'
+                    for r in requests]
+
+    with FakeOpenAI(lambda messages: "Label: Solved" if "7 films" in messages[1]["content"] else "Label: Unsolved") as judge:
+        cfg = build_config({}, ["env.name=tmdb", "eval.num_tasks=2", f"env.judge.base_url={judge.base_url}"])
+        report = evaluate(cfg, tmp_path, policy=SearchThenAnswer())  # tool server started for the run
+    assert report["success_rate"] == 100.0 and report["correct_path_rate"] == 0.0  # gold needs a second endpoint
+    item = report["items"][0]
+    assert item["calls"] == ["get_search_person"] and item["judgments"] == {"success": 1.0}
+    assert item["finish_reason"] == "answer"
+    assert "success_rate" in (tmp_path / "report.md").read_text()

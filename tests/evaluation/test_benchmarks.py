@@ -26,9 +26,7 @@ def _check_report(out, metric):
 
 
 def test_toolhop_all_100_items_official_accuracy(ray_local, long_context_model_dir, tmp_path):
-    # prefill-bound (100 prompts of 2–5 k tokens): two engines use both cores
-    report = evaluate(_cfg(long_context_model_dir, "env.name=toolhop", f"env.toolhop.data={TOOLHOP}",
-                           "rollout.num_workers=2"), tmp_path)
+    report = evaluate(_cfg(long_context_model_dir, "env.name=toolhop", f"env.toolhop.data={TOOLHOP}"), tmp_path)
     assert _check_report(tmp_path, "accuracy") == report
     assert report["num_items"] == 100 and 0.0 <= report["accuracy"] <= 100.0
     assert report["accuracy"] == 100.0 * report["num_correct"] / 100

@@ -17,6 +17,7 @@ class Episode:
     calls: list[str] = field(default_factory=list)  # names of the well-formed tool calls, in order
     correct: bool = False
     grade: float | None = None  # the environment's score in [0, 1]; None: not gradable (no judge)
+    judgments: dict = field(default_factory=dict)  # further scores in [0, 1] by name, e.g. {"success": 0.5}
     rewards: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)  # seconds: tools (tool calls), score (correctness + rewards)
 
@@ -31,5 +32,6 @@ class Episode:
     def to_record(self) -> dict:
         return {"episode_id": self.episode_id, "task_id": self.task_id, "answer": self.answer,
                 "finish_reason": self.finish_reason, "correct": self.correct, "grade": self.grade,
+                "judgments": self.judgments,
                 "calls": self.calls, "stats": self.stats,
                 "rewards": self.rewards, "timings": self.timings, "turns": sum(m["role"] == "assistant" for m in self.messages)}

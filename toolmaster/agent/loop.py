@@ -100,7 +100,8 @@ async def run_episode(policy, task: Task, env: Environment, runner: ToolRunner, 
         episode.finish_reason = "max_turns"
     episode.stats = tracker.summary()
     start = time.perf_counter()
-    episode.grade, episode.rewards = await asyncio.to_thread(runner.score, env, task, episode, reward_weights)
+    episode.grade, episode.judgments, episode.rewards = await asyncio.to_thread(runner.score, env, task, episode,
+                                                                                reward_weights)
     episode.correct = episode.grade is not None and episode.grade >= 1.0
     episode.timings = {"tools": tool_seconds, "score": time.perf_counter() - start}
     return episode

@@ -16,7 +16,7 @@ def make_env(env_cfg) -> Environment:
         return StableToolBench(env_cfg.stabletoolbench, env_cfg.tool_server, env_cfg.judge)
     if env_cfg.name == "tmdb":
         from toolmaster.envs.tmdb import TMDB
-        return TMDB(env_cfg.tmdb, env_cfg.tool_server)
+        return TMDB(env_cfg.tmdb, env_cfg.tool_server, env_cfg.judge)
     raise ValueError(f"unknown environment {env_cfg.name!r}")
 
 

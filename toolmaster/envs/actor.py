@@ -28,7 +28,7 @@ class ToolEnvActor:
     def run(self, tool, arguments: dict) -> ToolResult:
         return self.runner.run(tool, arguments)
 
-    def score(self, env_cfg: dict, task, episode, reward_weights) -> tuple[bool, dict]:
+    def score(self, env_cfg: dict, task, episode, reward_weights) -> tuple[float | None, dict, dict]:
         return self.runner.score(self._env(env_cfg), task, episode, reward_weights)
 
     def _env(self, env_cfg: dict):
@@ -78,7 +78,7 @@ class RemoteToolRunner:
         result = self._call("run", tool.name, tool, arguments)
         return result or ToolResult(False, f"error: tool {tool.name} could not be run: its environment actors kept failing")
 
-    def score(self, env, task, episode, reward_weights=None) -> tuple[bool, dict]:
+    def score(self, env, task, episode, reward_weights=None) -> tuple[float | None, dict, dict]:
         """Scored on an environment actor (where a judge's client lives), with this episode's env config."""
         weights = reward_weights.model_dump() if hasattr(reward_weights, "model_dump") else reward_weights
         if self.env_cfg is None:

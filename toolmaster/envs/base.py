@@ -46,6 +46,10 @@ class Environment(ABC):
         """The episode's score in [0, 1] (1 = correct); None when it cannot be graded (no judge configured)."""
         return float(self.is_correct(task, episode.final_message, episode.answer, episode.last_observation))
 
+    def judgments(self, task: Task, episode) -> dict[str, float]:
+        """Scores beside the grade, each in [0, 1] (reported as ``<name>_rate``); none by default."""
+        return {}
+
     def metric_value(self, grades: list[float]) -> float:
         return sum(grades) / len(grades) if grades else 0.0
 

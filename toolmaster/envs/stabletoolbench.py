@@ -106,11 +106,12 @@ class StableToolBench(Environment):
     def grade(self, task, episode) -> float | None:
         if not self.gradable:
             return None
+        from toolmaster.llm.judge import PassJudge, tool_trace
+
         if self._judge is None:
-            from toolmaster.llm.judge import PassJudge
             self._judge = PassJudge(self.judge_cfg)
-        trace = "\n".join(m["content"][:300] for m in episode.messages[2:] if m["role"] in ("assistant", "tool"))
-        return self._judge.score(task.question, episode.answer if episode.finish_reason == "answer" else None, trace)
+        answer = episode.answer if episode.finish_reason == "answer" else None
+        return self._judge.score(task.question, answer, tool_trace(episode))
 
     def metric_value(self, grades: list[float]) -> float:
         return 100.0 * sum(grades) / len(grades) if grades else 0.0

@@ -77,7 +77,9 @@ class TMDB(Environment):
     metric = "correct_path_rate"
     splits = ("test",)
 
-    def __init__(self, cfg, server_cfg):
+    def __init__(self, cfg, server_cfg, judge_cfg=None):
+        self.judge_cfg = judge_cfg
+        self._judge = None
         tools = tuple(load_tools(cfg, server_cfg))
         self._tasks = [Task(id=f"tmdb-{i}", question=q["query"], tools=tools, reference=json.dumps(q["solution"]),
                             metadata={"solution": q["solution"]})
@@ -90,6 +92,16 @@ class TMDB(Environment):
     def grade(self, task, episode) -> float:
         gold = [endpoint_function(path) for path in task.metadata["solution"]]
         return float(covers_in_order(gold, episode.calls))
+
+    def judgments(self, task, episode) -> dict[str, float]:
+        """With a judge configured: RestBench's success rate (does the final answer solve the query)."""
+        if self.judge_cfg is None or not self.judge_cfg.base_url:
+            return {}
+        from toolmaster.llm.judge import PassJudge, tool_trace
+
+        if self._judge is None:
+            self._judge = PassJudge(self.judge_cfg)
+        return {"success": self._judge.score(task.question, episode.answer, tool_trace(episode))}
 
     def metric_value(self, grades: list[float]) -> float:
         return 100.0 * sum(grades) / len(grades) if grades else 0.0

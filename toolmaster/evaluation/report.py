@@ -26,6 +26,8 @@ def build_report(cfg, env, tasks: list, records: list[dict], seconds: float) -> 
     }
     if not graded and records:
         report["note"] = _NOT_COMPUTED.get(env.metric, f"{env.metric} not computed")
+    for name in sorted({k for r in records for k in r.get("judgments", {})}):  # e.g. TMDB's judged success
+        report[f"{name}_rate"] = 100.0 * sum(r["judgments"].get(name, 0.0) for r in records) / len(records)
     report["breakdown"] = _breakdown(env, tasks, records) if graded else {}
     report["items"] = [{k: v for k, v in r.items() if k not in ("messages", "token_ids", "loss_mask", "logprobs")}
                        for r in records]
@@ -61,7 +63,8 @@ def _markdown(report: dict) -> str:
     metric = report["metric"]
     lines = [f"# {report['env']} evaluation ({report['split']}, policy {report['policy']})", "",
              f"model: `{report['model']}`", "", "| figure | value |", "|---|---|"]
-    for key in (metric, "num_items", "num_correct", "finish_rate", "mean_trial_calls", "mean_corrections",
+    extra = [k for k in report if k.endswith("_rate") and k not in (metric, "finish_rate")]
+    for key in (metric, *extra, "num_items", "num_correct", "finish_rate", "mean_trial_calls", "mean_corrections",
                 "mean_turns", "seconds"):
         lines.append(f"| {key} | {_fmt(report[key]) if report[key] is not None else 'not computed'} |")
     if "note" in report:

@@ -81,14 +81,15 @@ class ToolRunner:
             return call_rest(ex, arguments)
         raise TypeError(f"tool {tool.name!r} has an executor of kind {type(ex).__name__}, which is not run as a call")
 
-    def score(self, env, task, episode, reward_weights=None) -> tuple[float | None, dict]:
+    def score(self, env, task, episode, reward_weights=None) -> tuple[float | None, dict, dict]:
         """The environment's grade (its own rule, maybe an LLM judge; None: not gradable without a judge),
-        then the weighted reward components."""
+        its further judgments (e.g. a judge's success score beside TMDB's path metric), then the weighted
+        reward components."""
         from toolmaster.rewards import score_episode
 
         episode.grade = env.grade(task, episode)
         episode.correct = episode.grade is not None and episode.grade >= 1.0
-        return episode.grade, score_episode(episode, reward_weights)
+        return episode.grade, env.judgments(task, episode), score_episode(episode, reward_weights)
 
     def close(self) -> None:
         self.sandbox.close()
