@@ -64,8 +64,14 @@ def test_eval_without_judge_reports_finish_rate_and_sopr_not_computed(tmp_path):
 def test_judge_labels_are_averaged_and_no_finish_is_unsolved(tmp_path):
     assert parse_label("the answer names the venue.\nLabel: Solved") == 1.0
     assert parse_label("Label: Unsolved") == 0.0 and parse_label("Unsure") == 0.5 and parse_label("no idea") is None
-    labels = iter(["Label: Solved", "Label: Unsure"] * 10)
-    with FakeOpenAI(lambda messages: next(labels)) as judge:
+    seen = {}
+
+    def label(messages):  # per answer: the first judgment Solved, the second Unsure (episodes are judged concurrently)
+        key = messages[1]["content"]
+        seen[key] = seen.get(key, 0) + 1
+        return "Label: Solved" if seen[key] == 1 else "Label: Unsure"
+
+    with FakeOpenAI(label) as judge:
         cfg = build_config({}, ["env.name=stabletoolbench", f"env.judge.base_url={judge.base_url}", "env.judge.runs=2"])
         with tool_server_for(cfg) as run_cfg:
             env = make_env(run_cfg.env)
