@@ -37,21 +37,18 @@ class Environment(ABC):
         self._check_split(split)
         return len(self.tasks(split))
 
-    def is_correct(self, task: Task, final_message: str | None, answer: str | None,
-                   last_observation: str | None) -> bool:
-        """The environment's own correctness rule for a finished episode (or override ``grade``)."""
-        raise NotImplementedError(f"{type(self).__name__} implements neither is_correct nor grade")
-
+    @abstractmethod
     def grade(self, task: Task, episode) -> float | None:
         """The episode's score in [0, 1] (1 = correct); None when it cannot be graded (no judge configured)."""
-        return float(self.is_correct(task, episode.final_message, episode.answer, episode.last_observation))
 
     def judgments(self, task: Task, episode) -> dict[str, float]:
         """Scores beside the grade, each in [0, 1] (reported as ``<name>_rate``); none by default."""
         return {}
 
+    metric_scale = 1.0  # 100.0 for benchmarks that report percentages
+
     def metric_value(self, grades: list[float]) -> float:
-        return sum(grades) / len(grades) if grades else 0.0
+        return self.metric_scale * sum(grades) / len(grades) if grades else 0.0
 
     @staticmethod
     def _slice(pool: list[Task], num: int | None, start: int) -> list[Task]:
@@ -61,3 +58,15 @@ class Environment(ABC):
     def _check_split(self, split: str) -> None:
         if split not in self.splits:
             raise ValueError(f"{self.name} has no split {split!r}; splits: {list(self.splits)}")
+
+
+class RuleGradedEnvironment(Environment):
+    """An environment graded by a correctness rule on the episode's outcome (right 1, wrong 0)."""
+
+    @abstractmethod
+    def is_correct(self, task: Task, final_message: str | None, answer: str | None,
+                   last_observation: str | None) -> bool:
+        """The environment's own correctness rule for a finished episode."""
+
+    def grade(self, task: Task, episode) -> float:
+        return float(self.is_correct(task, episode.final_message, episode.answer, episode.last_observation))

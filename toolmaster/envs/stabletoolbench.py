@@ -87,6 +87,7 @@ def query_to_task(query: dict, group: str, server_cfg) -> Task:
 class StableToolBench(Environment):
     name = "stabletoolbench"
     metric = "sopr"
+    metric_scale = 100.0
     splits = ("test",)
 
     def __init__(self, cfg, server_cfg, judge_cfg):
@@ -112,6 +113,3 @@ class StableToolBench(Environment):
             self._judge = PassJudge(self.judge_cfg)
         answer = episode.answer if episode.finish_reason == "answer" else None
         return self._judge.score(task.question, answer, tool_trace(episode))
-
-    def metric_value(self, grades: list[float]) -> float:
-        return 100.0 * sum(grades) / len(grades) if grades else 0.0

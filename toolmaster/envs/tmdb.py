@@ -75,6 +75,7 @@ def load_queries(data: str) -> list[dict]:
 class TMDB(Environment):
     name = "tmdb"
     metric = "correct_path_rate"
+    metric_scale = 100.0
     splits = ("test",)
 
     def __init__(self, cfg, server_cfg, judge_cfg=None):
@@ -102,6 +103,3 @@ class TMDB(Environment):
         if self._judge is None:
             self._judge = PassJudge(self.judge_cfg)
         return {"success": self._judge.score(task.question, episode.answer, tool_trace(episode))}
-
-    def metric_value(self, grades: list[float]) -> float:
-        return 100.0 * sum(grades) / len(grades) if grades else 0.0

@@ -11,7 +11,7 @@ import json
 import re
 from pathlib import Path
 
-from toolmaster.envs.base import Environment, Task
+from toolmaster.envs.base import RuleGradedEnvironment, Task
 from toolmaster.tools.base import PythonExecutor, Tool
 
 _DEF_RE = re.compile(r"^def\s+([A-Za-z_][A-Za-z0-9_]*)\s*\(", re.MULTILINE)
@@ -71,9 +71,10 @@ def official_correct(reference: str, final_message: str | None, last_observation
     return gold in message or gold in (last_observation or "").lower()
 
 
-class ToolHop(Environment):
+class ToolHop(RuleGradedEnvironment):
     name = "toolhop"
     metric = "accuracy"
+    metric_scale = 100.0
     splits = ("train", "test")
 
     def __init__(self, cfg):
@@ -90,6 +91,3 @@ class ToolHop(Environment):
         # The official rule reads the last assistant message; in this protocol that message's content is the
         # <answer> body (the tags themselves would match short gold answers such as "er" or "s").
         return official_correct(task.reference, answer if answer is not None else final_message, last_observation)
-
-    def metric_value(self, grades: list[float]) -> float:
-        return 100.0 * sum(grades) / len(grades) if grades else 0.0

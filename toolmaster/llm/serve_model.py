@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
-import httpx
+from toolmaster.child_server import ChildServer
 
 
 def server_command(model_dir: str, *, host: str = "127.0.0.1", port: int = 8000, name: str | None = None,
@@ -21,39 +20,18 @@ def server_command(model_dir: str, *, host: str = "127.0.0.1", port: int = 8000,
     return cmd + list(extra or [])
 
 
-class ModelServer:
+class ModelServer(ChildServer):
     """A vLLM OpenAI server in a child process; ``base_url`` (…/v1) once it answers /v1/models."""
+
+    name = "model server"
 
     def __init__(self, cmd: list[str], port: int, host: str = "127.0.0.1", startup_timeout_s: float = 300.0,
                  log_path: str | None = None):
         self.base_url = f"http://{host}:{port}/v1"
         self._log = open(log_path, "w") if log_path else None  # vLLM logs a great deal; keep it out of the way
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT if self._log else None)
-        deadline = time.time() + startup_timeout_s
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"model server exited with code {self.proc.returncode}: {' '.join(cmd)}")
-            try:
-                if httpx.get(self.base_url + "/models", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        self.close()
-        raise TimeoutError(f"model server at {self.base_url} not ready after {startup_timeout_s:.0f} s")
+        super().__init__(cmd, self.base_url + "/models", startup_timeout_s, poll_s=1.0, stop_grace_s=30.0,
+                         stdout=self._log, stderr=subprocess.STDOUT if self._log else None)
 
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+    def _release(self) -> None:
         if self._log:
             self._log.close()
-
-    def __enter__(self) -> "ModelServer":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

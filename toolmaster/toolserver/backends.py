@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import threading
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,11 +34,12 @@ class VirtualCall:
         return str(self.arguments)  # StableToolBench keys cache files by the Python repr of the input
 
 
-class Backend:
+class Backend(ABC):
     name: str
 
+    @abstractmethod
     def respond(self, call: VirtualCall, doc: dict | None) -> dict | None:
-        raise NotImplementedError
+        """The response, or None when this backend has none (the next one is tried)."""
 
 
 class CacheBackend(Backend):

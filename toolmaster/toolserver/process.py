@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import yaml
+
+from toolmaster.child_server import ChildServer
 
 
 def serve(cfg) -> None:
@@ -29,8 +28,10 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-class ServerProcess:
-    """A tool server in a child process; ``url`` once healthy. Use as a context manager."""
+class ServerProcess(ChildServer):
+    """A tool server (`toolmaster serve-tools`) in a child process; ``url`` once healthy."""
+
+    name = "tool server"
 
     def __init__(self, server_cfg, startup_timeout_s: float = 60.0):
         port = server_cfg.port or free_port(server_cfg.host)
@@ -39,38 +40,12 @@ class ServerProcess:
         self._file = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
         yaml.safe_dump({"env": {"tool_server": self.cfg.model_dump()}}, self._file)
         self._file.close()
-        self.proc = subprocess.Popen([sys.executable, "-m", "toolmaster.cli", "serve-tools", "--config", self._file.name],
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        self._wait(startup_timeout_s)
+        super().__init__([sys.executable, "-m", "toolmaster.cli", "serve-tools", "--config", self._file.name],
+                         self.url + "/health", startup_timeout_s, poll_s=0.3,
+                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
-    def _wait(self, timeout: float) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"tool server exited with code {self.proc.returncode} before becoming healthy")
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.close()
-        raise TimeoutError(f"tool server at {self.url} not healthy after {timeout:.0f} s")
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+    def _release(self) -> None:
         Path(self._file.name).unlink(missing_ok=True)
-
-    def __enter__(self) -> "ServerProcess":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def needs_tool_server(env_cfg) -> bool:

@@ -1,7 +1,7 @@
 """toolworld: the embedded default environment (see generator for how tasks are built)."""
 from __future__ import annotations
 
-from toolmaster.envs.base import Environment, Task
+from toolmaster.envs.base import RuleGradedEnvironment, Task
 from toolmaster.envs.toolworld.generator import generate_task
 
 
@@ -9,7 +9,7 @@ def normalize_answer(text: str | None) -> str:
     return (text or "").strip().strip("'\"").strip().lower()
 
 
-class ToolWorld(Environment):
+class ToolWorld(RuleGradedEnvironment):
     name = "toolworld"
     metric = "success"
     splits = ("train", "test", "test_ood")
