@@ -40,6 +40,36 @@ class ModelConfig(Section):
         return self
 
 
+class DifficultyLevel(Section):
+    """Toolworld knobs one curriculum level sets (unset: the toolworld section's value)."""
+    max_hops: int | None = Field(None, ge=1, le=6)
+    distractors: int | None = Field(None, ge=0, le=8)
+    quirk_rate: float | None = Field(None, ge=0.0, le=1.0)
+
+
+class CurriculumConfig(Section):
+    """Toolworld difficulty driven by recent training success, kept inside [target_low, target_high]."""
+    enabled: bool = False
+    target_low: float = Field(0.3, ge=0.0, le=1.0, description="recent success below this: one level easier")
+    target_high: float = Field(0.7, ge=0.0, le=1.0, description="recent success above this: one level harder")
+    window: int = Field(2, ge=1, description="steps of training success averaged for a decision")
+    start_level: int = Field(1, ge=0, description="index into levels")
+    levels: list[DifficultyLevel] = Field(
+        default_factory=lambda: [DifficultyLevel(max_hops=1, distractors=0, quirk_rate=0.5),
+                                 DifficultyLevel(max_hops=2, distractors=1, quirk_rate=0.8),
+                                 DifficultyLevel(max_hops=2, distractors=2, quirk_rate=1.0),
+                                 DifficultyLevel(max_hops=3, distractors=2, quirk_rate=1.0)],
+        min_length=1, description="easiest first")
+
+    @model_validator(mode="after")
+    def _band(self) -> "CurriculumConfig":
+        if self.target_low >= self.target_high:
+            raise ValueError(f"target_low {self.target_low} must be below target_high {self.target_high}")
+        if self.start_level >= len(self.levels):
+            raise ValueError(f"start_level {self.start_level} is not an index of levels ({len(self.levels)} levels)")
+        return self
+
+
 class ToolworldConfig(Section):
     seed: int = 0
     min_hops: int = Field(1, ge=1, le=6)
@@ -48,6 +78,7 @@ class ToolworldConfig(Section):
     quirk_rate: float = Field(0.8, ge=0.0, le=1.0, description="chance that a tool has a hidden argument rule")
     entities_per_tool: int = Field(12, ge=2)
     eval_tasks: int = Field(50, ge=1, description="tasks per evaluation when no limit is given (toolworld is unlimited)")
+    curriculum: CurriculumConfig = CurriculumConfig()
 
     @model_validator(mode="after")
     def _hops(self) -> "ToolworldConfig":
@@ -114,13 +145,20 @@ class TMDBConfig(Section):
     base_url: str = "https://api.themoviedb.org/3"
 
 
+class CodebookConfig(Section):
+    """The known-optimum sanity environment (envs/codebook.py)."""
+    seed: int = 0
+    num_codes: int = Field(4, ge=2, le=50, description="K coded answers listed per task; one is rewarded")
+
+
 class EnvConfig(Section):
-    name: Literal["toolworld", "toolhop", "stabletoolbench", "tmdb"] = "toolworld"
+    name: Literal["toolworld", "toolhop", "stabletoolbench", "tmdb", "codebook"] = "toolworld"
     max_turns: int = Field(9, ge=1, description="assistant turns per episode (ToolHop's official limit is 9)")
     toolworld: ToolworldConfig = ToolworldConfig()
     toolhop: ToolHopConfig = ToolHopConfig()
     stabletoolbench: StableToolBenchConfig = StableToolBenchConfig()
     tmdb: TMDBConfig = TMDBConfig()
+    codebook: CodebookConfig = CodebookConfig()
     tool_server: ToolServerConfig = ToolServerConfig()
     judge: JudgeConfig = JudgeConfig()
 
@@ -249,8 +287,24 @@ class GRPOConfig(Section):
     steps: int = Field(10, ge=1)
     prompts_per_step: int = Field(4, ge=1, description="B: tasks per step")
     group_size: int = Field(4, ge=2, description="G: episodes per task")
-    std_normalize: bool = Field(True, description="False gives Dr.GRPO advantages (no std division)")
-    drop_zero_variance: bool = False
+    std_normalize: bool = Field(True, description="divide the outcome advantage by its group std; False gives "
+                                "Dr.GRPO (shaping terms are never rescaled, see trainer/advantages.py)")
+    drop_zero_variance: bool = Field(False, description="train only on groups whose outcome varies (no refill)")
+    filter_groups: bool = Field(False, description="DAPO dynamic sampling: drop groups whose outcome does not vary "
+                                "and sample new tasks until B informative groups are collected")
+    max_sampling_rounds: int = Field(3, ge=1, description="filter_groups: sampling rounds per step at most "
+                                     "(then the step trains on the informative groups it has)")
+    loss_aggregation: Literal["token_mean", "sequence_mean"] = Field(
+        "sequence_mean", description="token_mean: every sampled token weighs the same (long episodes weigh "
+        "more); sequence_mean: every episode weighs the same")
+    warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up over the first updates "
+                              "(the RL stage starts a fresh Adam state)")
+    updates_per_step: int = Field(1, ge=1, description="optimizer updates per step, each on a slice of the "
+                                  "groups (PPO-style mini-batches; the later ones are off-policy and clipped)")
+    eval_every: int = Field(0, ge=0, description="greedy held-out evaluation every N steps on the rollout fleet "
+                            "(and before the first step); 0: none")
+    eval_tasks: int = Field(50, ge=1, description="tasks per held-out evaluation")
+    eval_split: str = Field("test", description="the held-out split evaluated during training")
     checkpoint_every: int = Field(0, ge=0, description="0: only at the end")
     async_rollouts: bool = Field(False, description="generate step s+1's episodes while step s trains")
     max_staleness: int = Field(1, ge=0, description="async: episodes sampled more than this many versions "

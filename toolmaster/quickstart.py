@@ -11,9 +11,10 @@ from pathlib import Path
 
 from toolmaster import console
 from toolmaster.config import dump_config
+from toolmaster.trainer.run_dir import RunDir
 
 
-def _evaluate_stages(cfg, out: Path, stages: dict) -> dict:
+def evaluate_stages(cfg, out: Path, stages: dict) -> dict:
     """Each stage's checkpoint on toolworld's held-out test split, on one rollout fleet: the pool starts
     with the first checkpoint and loads each next one as a new weight version (no engine restarts)."""
     from toolmaster.evaluation.runner import evaluate, fleet_config
@@ -76,7 +77,7 @@ def quickstart(cfg, out_dir: str) -> dict:
     timings["grpo_s"] = round(time.time() - t3, 1)
 
     t4 = time.time()
-    reports = _evaluate_stages(cfg, out, {"untrained": str(model_dir), "sft": sft["checkpoint"],
+    reports = evaluate_stages(cfg, out, {"untrained": str(model_dir), "sft": sft["checkpoint"],
                                           "grpo": str(Path(grpo["run_dir"]) / "checkpoints" / "latest")})
     timings["eval_s"] = round(time.time() - t4, 1)
     timings["total_s"] = round(time.time() - t0, 1)
@@ -90,12 +91,19 @@ def quickstart(cfg, out_dir: str) -> dict:
         "finish_rate": {s: r["finish_rate"] for s, r in reports.items()},
         "sft_final_loss": sft["history"][-1]["loss"] if sft["history"] else None,
         "grpo_final_reward": grpo["history"][-1]["reward"] if grpo["history"] else None,
+        # held-out success measured during GRPO (grpo.eval_every), step 0 = the SFT model
+        "grpo_heldout_success": {r["step"]: r["eval/success"] for r in RunDir.read(Path(grpo["run_dir"]))
+                                 if "eval/success" in r},
+        "grpo_train_success": [h["success"] for h in grpo["history"]],
         "eval_tasks": reports["untrained"]["num_items"], "split": "test (held-out tools)", "timings": timings,
     }
     (out / "report.json").write_text(json.dumps(result, indent=2))
     console.print_table(
         "toolworld held-out test tools", ["stage", "success", "finish rate", "trial calls / ep", "corrections / ep"],
         [[s, r["success"], r["finish_rate"], r["mean_trial_calls"], r["mean_corrections"]] for s, r in reports.items()])
+    if result["grpo_heldout_success"]:
+        print("held-out success during GRPO (step: success): " +
+              ", ".join(f"{k}: {v:.2f}" for k, v in result["grpo_heldout_success"].items()))
     print(f"toolworld test-split success: untrained {result['success']['untrained']:.3f}, "
           f"SFT {result['success']['sft']:.3f}, GRPO {result['success']['grpo']:.3f}; "
           f"report: {out / 'report.json'}; wall time {timings['total_s']} s")

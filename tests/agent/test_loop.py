@@ -22,7 +22,7 @@ def test_malformed_output_becomes_observations_and_episode_continues(cfg, sandbo
     assert tool_msgs[0].startswith("error: no tool call") and tool_msgs[1].startswith("error: tool call is not valid JSON")
     assert tool_msgs[2] == NOTE_ACK
     assert ep.correct and ep.finish_reason == "answer" and ep.stats["parse_errors"] == 2
-    assert ep.rewards["correctness"] == 1.0 and ep.rewards["format"] == 0.0
+    assert ep.rewards["correctness"] == 1.0 and ep.rewards["format"] == -0.5  # 2 of 4 turns malformed
 
 
 def test_turn_limit_and_context_limit(cfg, sandbox):

@@ -17,6 +17,9 @@ def make_env(env_cfg) -> Environment:
     if env_cfg.name == "tmdb":
         from toolmaster.envs.tmdb import TMDB
         return TMDB(env_cfg.tmdb, env_cfg.tool_server, env_cfg.judge)
+    if env_cfg.name == "codebook":
+        from toolmaster.envs.codebook import Codebook
+        return Codebook(env_cfg.codebook)
     raise ValueError(f"unknown environment {env_cfg.name!r}")
 
 

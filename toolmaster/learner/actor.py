@@ -105,23 +105,27 @@ class Learner:
             for group in self.engine.optimizer.param_groups:
                 group["lr"] = batch["lr"]
         shard = self._shard(batch)
-        total = float(batch["total_tokens"]) / self.world_size
         self.engine.train()
         ids, mask = self._tensors(shard)
         logp = token_logprobs(self.engine, ids)
         stats = {}
         if kind == "sft":
-            loss = sft_loss(logp, mask, total)
+            loss = sft_loss(logp, mask, float(batch["total_tokens"]) / self.world_size)
         else:
             old = _pad(shard["logprobs"], 0.0)[:, 1:].float()
             adv = torch.tensor(shard["advantages"], dtype=torch.float32)
+            # the driver's weights sum the batch to its mean; ×K because DeepSpeed averages over ranks
+            weights = torch.tensor(shard["loss_weights"], dtype=torch.float32) * self.world_size
             ref = self._reference_logprobs(ids) if self.cfg.get("kl_beta", 0.0) > 0 else None
-            loss, stats = grpo_loss(logp, old, adv, mask, total, self.cfg["eps_low"], self.cfg["eps_high"],
+            loss, stats = grpo_loss(logp, old, adv, mask, weights, self.cfg["eps_low"], self.cfg["eps_high"],
                                     ref_logp=ref, beta=self.cfg.get("kl_beta", 0.0))
         self.engine.backward(loss)
         self.engine.step()
         self.steps += 1
         local_tokens = mask.sum().item()
+        grad_norm = self.engine.get_global_grad_norm()  # before clipping: how hard this update pushed
+        if grad_norm is not None:
+            stats["grad_norm"] = float(grad_norm)
         return {"loss": loss.item(), "tokens": local_tokens, **stats}
 
     def _reference_logprobs(self, ids: torch.Tensor) -> torch.Tensor:

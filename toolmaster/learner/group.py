@@ -69,7 +69,7 @@ class LearnerGroup:
         results = self._all("train_step", batch, kind)
         # each rank's loss is its share of the global token mean, scaled by K (DeepSpeed averages gradients)
         merged = {"loss": sum(r["loss"] for r in results) / len(results), "tokens": sum(r["tokens"] for r in results)}
-        for key in ("clip_fraction", "ratio_mean", "kl"):
+        for key in ("clip_fraction", "ratio_mean", "kl", "grad_norm"):
             if key in results[0]:
                 merged[key] = sum(r[key] for r in results) / len(results)
         return merged

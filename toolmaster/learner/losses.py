@@ -16,10 +16,13 @@ def sft_loss(logp: torch.Tensor, mask: torch.Tensor, total_tokens: float) -> tor
 
 
 def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-              total_tokens: float, eps_low: float, eps_high: float, ref_logp: torch.Tensor | None = None,
+              weights: torch.Tensor, eps_low: float, eps_high: float, ref_logp: torch.Tensor | None = None,
               beta: float = 0.0) -> tuple[torch.Tensor, dict]:
-    """Clipped importance-ratio objective, token-level mean over the loss mask (DAPO-style ε_low/ε_high),
-    plus β·KL(π‖π_ref) with the k3 estimator when a reference is given. ``advantages`` is per sequence."""
+    """Clipped importance-ratio objective (DAPO-style ε_low/ε_high) plus β·KL(π‖π_ref) with the k3
+    estimator when a reference is given, summed over the loss mask with a per-sequence weight.
+    ``advantages`` and ``weights`` are per sequence; the weights decide the aggregation (1/T for every
+    sequence: the token mean over the batch; 1/(N·n_i): the mean of per-sequence token means), see
+    toolmaster.trainer.advantages.loss_weights."""
     ratio = torch.exp(logp - old_logp)
     adv = advantages.unsqueeze(-1)
     unclipped = ratio * adv
@@ -30,7 +33,7 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tens
         log_r = ref_logp - logp
         kl = torch.exp(log_r) - log_r - 1.0
         per_token = per_token + beta * kl
-    loss = (per_token * mask).sum() / total_tokens
+    loss = (per_token * mask * weights.unsqueeze(-1)).sum()
     with torch.no_grad():
         n = mask.sum().clamp(min=1)
         stats = {"clip_fraction": (((ratio - 1.0).abs() > 0) & (unclipped != clipped)).float().mul(mask).sum().item() / n.item(),

@@ -90,14 +90,18 @@ class RolloutPool:
             self._spawn_locked()
             self.replaced += 1
 
-    def run(self, tasks: list, group_size: int, step: int, on_record: Callable[[dict], None] | None = None) -> list[dict]:
+    def run(self, tasks: list, group_size: int, step: int, on_record: Callable[[dict], None] | None = None,
+            sampling_round: int = 0) -> list[dict]:
         """Exactly ``len(tasks) * group_size`` episode records, grouped by task in task order."""
         task_refs = [ray.put(task) for task in tasks]
-        specs = [(f"s{step}-t{i}-g{g}", task_refs[i]) for i in range(len(tasks)) for g in range(group_size)]
+        prefix = f"s{step}-" + (f"r{sampling_round}-" if sampling_round else "")
+        specs = [(f"{prefix}t{i}-g{g}", task_refs[i]) for i in range(len(tasks)) for g in range(group_size)]
         return self.run_specs(specs, on_record)
 
-    def run_specs(self, specs: list, on_record: Callable[[dict], None] | None = None) -> list[dict]:
-        """Run (episode_id, task) pairs; records come back in ``specs`` order."""
+    def run_specs(self, specs: list, on_record: Callable[[dict], None] | None = None,
+                  generation: dict | None = None) -> list[dict]:
+        """Run (episode_id, task) pairs; records come back in ``specs`` order. ``generation`` overrides the
+        workers' sampling settings for these episodes (e.g. greedy evaluation between training steps)."""
         queue = deque(specs)
         in_flight: dict[ray.ObjectRef, tuple[int, tuple]] = {}
         self._in_flight = in_flight
@@ -105,7 +109,7 @@ class RolloutPool:
         while queue or in_flight:
             self._queued = len(queue)
             self.tick()
-            self._dispatch(queue, in_flight)
+            self._dispatch(queue, in_flight, generation)
             waiting = list(in_flight) + list(self._starting.values())
             ready, _ = ray.wait(waiting, num_returns=1)
             for ref in ready:
@@ -179,7 +183,7 @@ class RolloutPool:
                 raise RuntimeError(f"rollout workers keep dying while starting; the last error: {err}") from None
             self._replace(wid, err)
 
-    def _dispatch(self, queue: deque, in_flight: dict) -> None:
+    def _dispatch(self, queue: deque, in_flight: dict, generation: dict | None) -> None:
         load = Counter(wid for wid, _ in in_flight.values())
         live = [wid for wid in self.workers if wid not in self._starting and wid not in self.draining]
         cap = self.cfg.rollout.max_episodes_per_worker
@@ -188,7 +192,7 @@ class RolloutPool:
             if load[wid] >= cap:
                 return
             spec = queue.popleft()
-            in_flight[self.workers[wid].run_episode.remote(*spec)] = (wid, spec)
+            in_flight[self.workers[wid].run_episode.remote(*spec, generation)] = (wid, spec)
             self.assignment[spec[0]] = wid
             load[wid] += 1
 

@@ -39,17 +39,24 @@ class VLLMEngine:
         self.version = 0
         self.trajectories: dict[str, Trajectory] = {}
         self._request_ids = itertools.count()
+        self.episode_params: dict = {}
         self.set_generation(generation)
 
     def set_generation(self, generation) -> None:
-        from vllm import SamplingParams
-
         # Special tokens are kept in the text so that decode(token_ids) is the rendered conversation. No
         # per-request seed: it would make the G episodes of a group sample identical tokens (the engine's
         # own seed keeps runs reproducible).
-        self.gen = generation
-        self.params = SamplingParams(max_tokens=generation.max_new_tokens, temperature=generation.temperature,
-                                     logprobs=0, skip_special_tokens=False, stop_token_ids=[self.im_end])
+        self.params = self.sampling_params(generation)
+
+    def sampling_params(self, generation):
+        from vllm import SamplingParams
+
+        return SamplingParams(max_tokens=generation.max_new_tokens, temperature=generation.temperature,
+                              logprobs=0, skip_special_tokens=False, stop_token_ids=[self.im_end])
+
+    def set_episode_generation(self, episode_id: str, generation) -> None:
+        """Sampling settings for one episode only (greedy held-out evaluation on a training fleet)."""
+        self.episode_params[episode_id] = self.sampling_params(generation)
 
     def _tokenize(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -69,10 +76,11 @@ class VLLMEngine:
             traj = self.trajectories[request.episode_id] = Trajectory(request.episode_id, policy_version=self.version)
         traj.extend(self._tokenize(rendered[traj.rendered_chars:]), sampled=False)
         traj.rendered_chars = len(rendered)
-        if len(traj.token_ids) + self.gen.max_new_tokens > self.max_len:
+        params = self.episode_params.get(request.episode_id, self.params)
+        if len(traj.token_ids) + params.max_tokens > self.max_len:
             return None
         start = time.perf_counter()
-        sample = (await self._final(list(traj.token_ids), self.params)).outputs[0]
+        sample = (await self._final(list(traj.token_ids), params)).outputs[0]
         traj.generate_seconds += time.perf_counter() - start
         ids = list(sample.token_ids)
         traj.extend(ids, sampled=True, logprobs=[lp[t].logprob for t, lp in zip(ids, sample.logprobs)])
@@ -85,6 +93,7 @@ class VLLMEngine:
         return text
 
     def pop_trajectory(self, episode_id: str) -> Trajectory | None:
+        self.episode_params.pop(episode_id, None)
         return self.trajectories.pop(episode_id, None)
 
     async def load_weights(self, weights_dir: str, version: int) -> None:

@@ -100,10 +100,14 @@ class RolloutWorker:
     async def weight_transfer_rpc(self, method: str, payload=None) -> None:
         await self.engine.weight_transfer(method, payload)
 
-    async def run_episode(self, episode_id: str, task) -> dict:
-        """One episode: its record with the trajectory, the policy version that sampled it and timings."""
+    async def run_episode(self, episode_id: str, task, generation: dict | None = None) -> dict:
+        """One episode: its record with the trajectory, the policy version that sampled it and timings.
+        ``generation`` (GenerationConfig fields) replaces the worker's sampling settings for this episode."""
         from toolmaster.agent.loop import run_episode
+        from toolmaster.config import GenerationConfig
 
+        if generation is not None:
+            self.engine.set_episode_generation(episode_id, GenerationConfig(**generation))
         start = time.perf_counter()
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)

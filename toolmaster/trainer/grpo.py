@@ -1,16 +1,20 @@
 """The GRPO driver (DESIGN.md, "One GRPO step").
 
-Reads top to bottom: take B tasks → G episodes each from the rollout pool → group-normalized advantages →
-one learner step → publish weights v+1 to every rollout worker → log → checkpoint. The driver handles
-rewards and token lists, never model tensors.
+Reads top to bottom: take B tasks → G episodes each from the rollout pool → (with ``grpo.filter_groups``)
+drop groups whose outcome does not vary and sample new tasks until B informative groups are collected →
+advantages (outcome normalized within the group, shaping terms only centred: trainer/advantages.py) →
+``grpo.updates_per_step`` learner updates → publish weights v+1 to every rollout worker → (every
+``grpo.eval_every`` steps) greedy held-out evaluation on the same fleet → curriculum → log → checkpoint.
+The driver handles rewards and token lists, never model tensors.
 
-With ``grpo.async_rollouts`` the episodes of step s+1 are generated while step s trains and syncs (the
-engines swap weights between turns, so a trajectory may start on v and finish on v+1); each trajectory
-carries the version it started on, the importance ratio uses its sampling logprobs, and episodes older
-than ``max_staleness`` versions are re-sampled before training.
+With ``grpo.async_rollouts`` the first sampling round of step s+1 is generated while step s trains and
+syncs (the engines swap weights between turns, so a trajectory may start on v and finish on v+1); each
+trajectory carries the version it started on, the importance ratio uses its sampling logprobs, and
+episodes older than ``max_staleness`` versions are re-sampled before training.
 """
 from __future__ import annotations
 
+import random
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -18,9 +22,10 @@ from toolmaster import console
 from toolmaster.config import check_runtime
 from toolmaster.envs import make_env
 from toolmaster.learner.group import LearnerGroup
-from toolmaster.learner.losses import group_advantages
 from toolmaster.ray_utils import init_ray
 from toolmaster.rollout.pool import RolloutPool
+from toolmaster.trainer.advantages import episode_advantages, informative, loss_weights
+from toolmaster.trainer.curriculum import Curriculum
 from toolmaster.trainer.run_dir import RunDir
 
 
@@ -29,38 +34,52 @@ def _mean(xs) -> float:
     return sum(xs) / len(xs) if xs else 0.0
 
 
-def build_batch(records: list[dict], group_size: int, std_normalize: bool, drop_zero_variance: bool) -> tuple[dict, dict]:
-    rewards = [r["rewards"]["total"] for r in records]
-    advantages = group_advantages(rewards, group_size, std_normalize)
+def build_batch(records: list[dict], g, reward_weights: dict) -> tuple[dict, dict]:
+    """The sequences to train on, with per-sequence advantages; ``records`` come grouped by task."""
+    group_size = g.group_size
+    advantages = episode_advantages(records, group_size, reward_weights, g.std_normalize)
     keep = []
     for lo in range(0, len(records), group_size):
-        group = rewards[lo: lo + group_size]
-        if drop_zero_variance and max(group) == min(group):
+        if g.drop_zero_variance and not informative(records[lo: lo + group_size], reward_weights):
             continue
         keep.extend(range(lo, lo + group_size))
     trainable = [i for i in keep if any(records[i]["loss_mask"])]  # an episode cut before any sampled token
     kept = [records[i] for i in trainable]
     batch = {"token_ids": [r["token_ids"] for r in kept], "loss_mask": [r["loss_mask"] for r in kept],
-             "logprobs": [r["logprobs"] for r in kept], "advantages": [advantages[i] for i in trainable],
-             "total_tokens": sum(sum(r["loss_mask"]) for r in kept)}
-    info = {"reward": _mean(rewards), "success": _mean(r["correct"] for r in records),
-            "trained_sequences": len(kept), "dropped_groups": (len(records) - len(keep)) // group_size,
+             "logprobs": [r["logprobs"] for r in kept], "advantages": [advantages[i] for i in trainable]}
+    info = {"trained_sequences": len(kept), "dropped_groups": (len(records) - len(keep)) // group_size,
             "advantage_abs_mean": _mean(abs(a) for a in batch["advantages"])}
     return batch, info
 
 
+def minibatches(batch: dict, count: int, aggregation: str, seed: int) -> list[dict]:
+    """``count`` slices of the batch (shuffled, seeded), each with the loss weights of its own mean."""
+    order = list(range(len(batch["token_ids"])))
+    random.Random(seed).shuffle(order)
+    slices = [order[k::count] for k in range(count)] if count > 1 else [list(range(len(order)))]
+    out = []
+    for idx in slices:
+        part = {key: [batch[key][i] for i in idx] for key in ("token_ids", "loss_mask", "logprobs", "advantages")}
+        part["loss_weights"] = loss_weights([sum(m) for m in part["loss_mask"]], aggregation)
+        out.append(part)
+    return [p for p in out if p["token_ids"]]
+
+
 def _pad_to_ranks(batch: dict, ranks: int) -> dict:
-    """Every rank must run the same number of steps; fill with zero-mask copies (no gradient, no tokens)."""
+    """Every rank must run the same number of steps; fill with zero-weight copies (no gradient, no tokens)."""
     n = len(batch["token_ids"])
-    missing = (-n) % ranks if n else ranks
-    for _ in range(missing):
-        src = batch["token_ids"][0] if n else [0, 0]
+    for _ in range((-n) % ranks):
+        src = batch["token_ids"][0]
         batch["token_ids"].append(src)
         batch["loss_mask"].append([0] * len(src))
         batch["logprobs"].append([0.0] * len(src))
         batch["advantages"].append(0.0)
-    batch["total_tokens"] = max(batch["total_tokens"], 1)
+        batch["loss_weights"].append(0.0)
     return batch
+
+
+def warmup_lr(peak: float, warmup: int, update: int) -> float:
+    return peak * min(1.0, (update + 1) / warmup) if warmup else peak
 
 
 class GRPOTrainer:
@@ -70,14 +89,20 @@ class GRPOTrainer:
         check_runtime(cfg)
         init_ray()
         self.cfg, self.run = cfg, RunDir(cfg, "grpo")
-        self.step_index, self.version = 0, 0
-        if resume and (state := self.run.load_state()):
+        self.step_index, self.version, self.updates = 0, 0, 0
+        state = self.run.load_state() if resume else None
+        if state:
             self.step_index, self.version, model_dir = state["step"], state["version"], state["checkpoint"]
+            self.updates = state.get("updates", self.step_index)
         self.model_dir = model_dir
         self.env = make_env(cfg.env)
         self._train_size = self.env.size("train")
         if self._train_size == 0:
             raise ValueError(f"{cfg.env.name} has no training tasks (toolhop: set env.toolhop.test_fraction below 1)")
+        self.reward_weights = cfg.rewards.model_dump()
+        self.curriculum = None
+        if cfg.env.name == "toolworld" and cfg.env.toolworld.curriculum.enabled:
+            self.curriculum = Curriculum(cfg.env.toolworld, (state or {}).get("curriculum"))
         self.learners = LearnerGroup(cfg, model_dir)
         self.pool = RolloutPool(cfg, model_dir)
         if cfg.rollout.weight_transport != "object_store":  # a transport with a standing connection (NCCL)
@@ -89,12 +114,18 @@ class GRPOTrainer:
         self._events_logged = 0
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rollouts")
 
-    def _tasks(self, step: int) -> list:
-        """B tasks at the data position; a finite train split (a benchmark's) is cycled through in epochs."""
-        b, size = self.cfg.grpo.prompts_per_step, self._train_size
+    def _tasks(self, step: int, sampling_round: int = 0) -> list:
+        """B tasks at the data position; every step owns ``max_sampling_rounds`` blocks of B positions when
+        groups are filtered (so positions do not depend on how many rounds earlier steps took); a finite
+        train split (a benchmark's) is cycled through in epochs."""
+        g = self.cfg.grpo
+        b, size = g.prompts_per_step, self._train_size
+        start = (step * (g.max_sampling_rounds if g.filter_groups else 1) + sampling_round) * b
+        if self.curriculum is not None:
+            return self.curriculum.tasks("train", b, start)
         if size is None:
-            return self.env.tasks("train", b, start=step * b)
-        return [self.env.tasks("train", 1, start=(step * b + i) % size)[0] for i in range(b)]
+            return self.env.tasks("train", b, start=start)
+        return [self.env.tasks("train", 1, start=(start + i) % size)[0] for i in range(b)]
 
     def _timed_rollouts(self, step: int) -> tuple[list, list[dict], float]:
         start = time.time()
@@ -102,8 +133,8 @@ class GRPOTrainer:
         return tasks, self.pool.run(tasks, self.cfg.grpo.group_size, step), time.time() - start
 
     def _rollouts(self, step: int) -> tuple[list, list[dict], dict]:
-        """This step's tasks and episodes: generated now (sync), or collected from the prefetch started last
-        step."""
+        """This step's first sampling round: generated now (sync), or collected from the prefetch started
+        last step."""
         g = self.cfg.grpo
         if not g.async_rollouts:
             tasks, records, seconds = self._timed_rollouts(step)
@@ -120,42 +151,122 @@ class GRPOTrainer:
             specs = [(records[i]["episode_id"], tasks[i // g.group_size]) for i in stale]
             for i, record in zip(stale, self.pool.run_specs(specs)):
                 records[i] = record
-        if step + 1 < g.steps:  # overlap the next step's rollouts with this step's train and sync
-            self._prefetch = (step + 1, self._background.submit(self._timed_rollouts, step + 1))
         return tasks, records, {"time/rollout_generate": seconds, "time/rollout_wait": waited,
                                 "rollout_hidden_fraction": max(0.0, 1.0 - waited / seconds) if seconds else 0.0,
                                 "stale_resampled": len(stale)}
 
+    def _informative_groups(self, step: int, tasks: list, records: list[dict]) -> tuple[list, list[dict], list, dict]:
+        """DAPO's dynamic sampling: keep the groups whose outcome varies; sample further rounds of B new
+        tasks until B are kept or ``max_sampling_rounds`` is reached. Returns the kept tasks and records,
+        every sampled record (for metrics) and the sampling counts."""
+        g = self.cfg.grpo
+        kept_tasks, kept, sampled = [], [], list(records)
+        rounds = 1
+        while True:
+            for i, task in enumerate(tasks):
+                group = records[i * g.group_size: (i + 1) * g.group_size]
+                if len(kept_tasks) < g.prompts_per_step and informative(group, self.reward_weights):
+                    kept_tasks.append(task)
+                    kept.extend(group)
+            if len(kept_tasks) >= g.prompts_per_step or rounds >= g.max_sampling_rounds:
+                break
+            tasks = self._tasks(step, rounds)
+            records = self.pool.run(tasks, g.group_size, step, sampling_round=rounds)
+            sampled.extend(records)
+            rounds += 1
+        groups = len(sampled) // g.group_size
+        return kept_tasks, kept, sampled, {"sampling_rounds": rounds, "groups_sampled": groups,
+                                           "groups_kept": len(kept_tasks), "groups_dropped": groups - len(kept_tasks)}
+
+    def _train(self, batch: dict) -> dict:
+        """``updates_per_step`` learner updates on slices of the batch (none when nothing is trainable)."""
+        g, lc = self.cfg.grpo, self.cfg.learner
+        results = []
+        for part in minibatches(batch, g.updates_per_step, g.loss_aggregation, seed=g.seed + self.step_index):
+            part["lr"] = warmup_lr(lc.lr, g.warmup_steps, self.updates)
+            results.append(self.learners.train_step(_pad_to_ranks(part, lc.num_ranks), "grpo"))
+            results[-1]["lr"] = part["lr"]
+            self.updates += 1
+        if not results:
+            return {"updates": 0}
+        merged = {k: _mean(r[k] for r in results) for k in results[0] if k != "tokens"}
+        return {**merged, "tokens": sum(r["tokens"] for r in results), "updates": len(results)}
+
+    def evaluate(self) -> dict:
+        """Greedy episodes on ``grpo.eval_tasks`` held-out tasks, on the training fleet; the report goes to
+        ``eval/v<version>`` in the run directory."""
+        from toolmaster.evaluation.report import build_report, write_report
+
+        g = self.cfg.grpo
+        if self._prefetch is not None:  # async: the fleet finishes the next step's episodes first
+            self._prefetch[1].exception()
+        start = time.time()
+        size = self.env.size(g.eval_split)
+        tasks = self.env.tasks(g.eval_split, g.eval_tasks if size is None else min(g.eval_tasks, size))
+        import ray
+        refs = [ray.put(t) for t in tasks]
+        records = self.pool.run_specs([(f"eval-v{self.version}-{i}", ref) for i, ref in enumerate(refs)],
+                                      generation=self.cfg.eval.generation.model_dump())
+        cfg = self.cfg.model_copy(deep=True)
+        cfg.eval.split, cfg.eval.model = g.eval_split, f"{self.run.path}@v{self.version}"
+        report = build_report(cfg, self.env, tasks, records, time.time() - start)
+        write_report(report, records, self.run.path / "eval" / f"v{self.version}")
+        metric = self.env.metric
+        return {f"eval/{metric}": report[metric], "eval/finish_rate": report["finish_rate"],
+                "eval/trial_calls": report["mean_trial_calls"], "eval/corrections": report["mean_corrections"],
+                "eval/turns": report["mean_turns"], "eval/tasks": len(tasks), "time/eval": time.time() - start}
+
     def step(self) -> dict:
         g, step = self.cfg.grpo, self.step_index
+        if g.eval_every and step == 0 and not self.run.read_metrics():  # the starting point, logged as step 0
+            self.run.log(0, {"version": self.version, **self.evaluate()})
         t0 = time.time()
         tasks, records, rollout_info = self._rollouts(step)
+        sampled = records
+        if g.filter_groups:
+            tasks, records, sampled, sampling_info = self._informative_groups(step, tasks, records)
+            rollout_info.update(sampling_info)
+        if g.async_rollouts and step + 1 < g.steps:  # the next step's episodes overlap this step's train and sync
+            # (started only now: the pool serves one caller at a time, and refill rounds came first)
+            self._prefetch = (step + 1, self._background.submit(self._timed_rollouts, step + 1))
         t1 = time.time()
-        batch, info = build_batch(records, g.group_size, g.std_normalize, g.drop_zero_variance)
+        batch, info = build_batch(records, g, self.reward_weights)
         t2 = time.time()
-        train = self.learners.train_step(_pad_to_ranks(batch, self.cfg.learner.num_ranks), "grpo")
+        train = self._train(batch)
         t3 = time.time()
-        self.version += 1
-        reload_s = self.pool.update_weights(self.learners.publish(self.version, self.cfg.rollout.weight_transport))
+        reload_s = 0.0
+        if train["updates"]:
+            self.version += 1
+            reload_s = self.pool.update_weights(self.learners.publish(self.version, self.cfg.rollout.weight_transport))
         t4 = time.time()
         metrics = {
+            # training reward and success over every episode sampled this step (before filtering)
+            "reward": _mean(r["rewards"]["total"] for r in sampled), "success": _mean(r["correct"] for r in sampled),
             **info, **{f"train/{k}": v for k, v in train.items()}, "version": self.version,
-            "trial_calls": _mean(r["stats"]["trial_calls"] for r in records),
-            "corrections": _mean(r["stats"]["corrections"] for r in records),
-            "turns": _mean(r["stats"]["turns"] for r in records),
-            "tokens_per_episode": _mean(len(r["token_ids"]) for r in records),
-            "episodes": len(records), "task_ids": [t.id for t in tasks],
-            "episode_ids": [r["episode_id"] for r in records],
+            "trial_calls": _mean(r["stats"]["trial_calls"] for r in sampled),
+            "corrections": _mean(r["stats"]["corrections"] for r in sampled),
+            "turns": _mean(r["stats"]["turns"] for r in sampled),
+            "finish_rate": _mean(r["finish_reason"] == "answer" for r in sampled),
+            "tokens_per_episode": _mean(len(r["token_ids"]) for r in sampled),
+            # mean −log π of the sampled tokens: rises when the policy spreads out, falls when it sharpens
+            "sampled_nll": -sum(sum(r["logprobs"]) for r in sampled) / max(1, sum(sum(r["loss_mask"]) for r in sampled)),
+            "episodes": len(sampled), "task_ids": [t.id for t in tasks],
+            "episode_ids": [r["episode_id"] for r in sampled],
+            "trained_episode_ids": [r["episode_id"] for r in records],
             # rollout wall time; inside it, per-episode means of generation, tool calls and reward scoring
             "time/rollout": t1 - t0, "time/advantages": t2 - t1, "time/train": t3 - t2, "time/sync": t4 - t3,
-            **{f"time/episode_{k}": _mean(r["timings"][k] for r in records) for k in ("generate", "tools", "score")},
+            **{f"time/episode_{k}": _mean(r["timings"][k] for r in sampled) for k in ("generate", "tools", "score")},
             "time/engine_reload": reload_s, "workers_replaced": self.pool.replaced, **rollout_info,
-            "policy_versions": sorted({r["policy_version"] for r in records}),
+            "policy_versions": sorted({r["policy_version"] for r in sampled}),
             "rollout_workers": len(self.pool.workers), "scaling_events": self.pool.events[self._events_logged:],
-            "staleness_max": max(self.version - 1 - r["policy_version"] for r in records),
+            "staleness_max": max(self.version - 1 - r["policy_version"] for r in sampled),
         }
+        if self.curriculum is not None:
+            metrics.update(self.curriculum.update(metrics["success"]))
         self._events_logged = len(self.pool.events)
         self.step_index += 1
+        if g.eval_every and (self.step_index % g.eval_every == 0 or self.step_index == g.steps):
+            metrics.update(self.evaluate())
         self.run.log(self.step_index, metrics)
         every = g.checkpoint_every
         if (every and self.step_index % every == 0) or self.step_index == g.steps:
@@ -166,7 +277,10 @@ class GRPOTrainer:
     def checkpoint(self) -> str:
         path = str(self.run.path / "checkpoints" / "latest")
         self.learners.save(path, self.model_dir)
-        self.run.save_state(self.step_index, {"version": self.version, "checkpoint": path})
+        extra = {"version": self.version, "checkpoint": path, "updates": self.updates}
+        if self.curriculum is not None:
+            extra["curriculum"] = self.curriculum.state()
+        self.run.save_state(self.step_index, extra)
         return path
 
     def close(self) -> None:
@@ -187,7 +301,7 @@ def train_grpo(cfg, model_dir: str, resume: bool = False) -> dict:
             while trainer.step_index < cfg.grpo.steps:
                 history.append(trainer.step())
                 advance(trainer.step_index)
-        trainer.run.plot(("reward", "success"))
+        trainer.run.plot(("reward", "success", f"eval/{trainer.env.metric}"))
     finally:
         trainer.close()
     return {"run_dir": str(trainer.run.path), "history": history, "version": trainer.version}

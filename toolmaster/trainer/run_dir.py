@@ -28,9 +28,15 @@ class RunDir:
         self.wandb.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=step)
 
     def read_metrics(self) -> list[dict]:
-        if not self.metrics_path.exists():
+        return self.read(self.path)
+
+    @staticmethod
+    def read(path: Path) -> list[dict]:
+        """The metrics lines of the run directory at ``path``."""
+        metrics = Path(path) / "metrics.jsonl"
+        if not metrics.exists():
             return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        return [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
 
     def plot(self, keys: tuple[str, ...]) -> Path:
         import matplotlib
@@ -39,10 +45,11 @@ class RunDir:
 
         rows = self.read_metrics()
         fig, ax = plt.subplots(figsize=(6, 3.5))
-        for key in keys:
+        for key in keys:  # e.g. training reward and success per step, and held-out success every N steps
             points = [(r["step"], r[key]) for r in rows if key in r]
             if points:
-                ax.plot(*zip(*points), marker="o", label=key)
+                ax.plot(*zip(*points), marker="s" if key.startswith("eval/") else "o",
+                        label=f"{key.split('/')[-1]} (held-out)" if key.startswith("eval/") else key)
         ax.set_xlabel("step")
         ax.set_title(f"{self.kind}: {self.path.name}")
         ax.legend()

@@ -1,0 +1,63 @@
+"""Advantages that cannot be earned without progress, informative groups and loss aggregation."""
+import pytest
+
+from toolmaster.config import build_config
+from toolmaster.trainer.advantages import episode_advantages, informative, loss_weights
+from toolmaster.trainer.grpo import minibatches
+
+WEIGHTS = build_config({}).rewards.model_dump()  # the defaults: correctness 1, format 0.1 (a penalty)
+
+
+def _record(correct: float, trial_calls: int, turns: int, parse_errors: int = 0, answered: bool = True) -> dict:
+    """What a finished episode carries into the driver, scored by the real reward functions."""
+    from toolmaster.agent.episode import Episode
+    from toolmaster.rewards import score_episode
+
+    ep = Episode("e", "t", [], [], answer="x" if answered else None, finish_reason="answer" if answered else "max_turns",
+                 correct=bool(correct), grade=correct,
+                 stats={"turns": turns, "trial_calls": trial_calls, "parse_errors": parse_errors})
+    return {"rewards": score_episode(ep, WEIGHTS)}
+
+
+def test_skipping_trials_is_not_rewarded_when_correctness_is_equal():
+    # all wrong: two episodes trial their tools for 8 turns, two answer at once without trials
+    group = [_record(0.0, 3, 8, answered=False), _record(0.0, 2, 8, answered=False),
+             _record(0.0, 0, 1), _record(0.0, 0, 1)]
+    adv = episode_advantages(group, 4, WEIGHTS)
+    assert adv == [0.0, 0.0, 0.0, 0.0]  # no shaping term pays for answering fast
+    assert not informative(group, WEIGHTS)
+    # all right, same picture
+    assert episode_advantages([_record(1.0, 3, 6), _record(1.0, 0, 2)], 2, WEIGHTS) == [0.0, 0.0]
+
+
+def test_shaping_keeps_its_scale_while_the_outcome_is_normalized():
+    sloppy = [_record(0.0, 2, 4, parse_errors=2), _record(0.0, 2, 4)] * 2  # equal correctness, one malformed
+    adv = episode_advantages(sloppy, 4, WEIGHTS)
+    assert max(abs(a) for a in adv) <= 0.1 * 0.5 + 1e-9  # at most the format weight × the penalty, not ±1
+    assert adv[0] < 0 < adv[1]
+    mixed = [_record(1.0, 2, 4), _record(0.0, 2, 4), _record(0.0, 0, 1), _record(0.0, 0, 1)]
+    adv = episode_advantages(mixed, 4, WEIGHTS)
+    assert adv[0] > 1.5 and all(a < 0 for a in adv[1:])  # the outcome term is std-normalized
+    assert informative(mixed, WEIGHTS)
+
+
+def test_loss_weights_aggregate_by_token_or_by_sequence():
+    lengths = [10, 30, 0]
+    tok = loss_weights(lengths, "token_mean")
+    assert sum(w * n for w, n in zip(tok, lengths)) == pytest.approx(1.0) and tok[0] == tok[1]
+    seq = loss_weights(lengths, "sequence_mean")
+    assert [w * n for w, n in zip(seq, lengths)] == pytest.approx([0.5, 0.5, 0.0])  # each episode weighs the same
+    with pytest.raises(ValueError, match="aggregation"):
+        loss_weights(lengths, "median")
+
+
+def test_minibatches_split_the_batch_and_renormalize():
+    batch = {"token_ids": [[1] * n for n in (3, 4, 5, 6)], "loss_mask": [[1] * n for n in (3, 4, 5, 6)],
+             "logprobs": [[0.0] * n for n in (3, 4, 5, 6)], "advantages": [1.0, -1.0, 0.5, -0.5]}
+    parts = minibatches(batch, 2, "token_mean", seed=0)
+    assert len(parts) == 2 and sorted(len(p["token_ids"]) for p in parts) == [2, 2]
+    assert sorted(a for p in parts for a in p["advantages"]) == sorted(batch["advantages"])
+    for p in parts:
+        assert sum(w * sum(m) for w, m in zip(p["loss_weights"], p["loss_mask"])) == pytest.approx(1.0)
+    assert len(minibatches(batch, 1, "sequence_mean", seed=0)) == 1
+    assert minibatches({k: [] for k in batch}, 2, "token_mean", seed=0) == []

@@ -1,0 +1,53 @@
+"""From episode rewards to what the learner weighs: advantages, informative groups, loss weights.
+
+Plain functions of the driver's records (rewards and token lists, never model tensors).
+
+Why the outcome and the shaping terms are normalized differently: with group-std normalization any
+reward term that varies while correctness does not becomes a full-size advantage (a 0.1 format bonus in a
+group that is all wrong is normalized to ±1). Measured here, GRPO then optimized the bonus — turns 8.5 →
+2.1, trial calls 1.8 → 0.06, success unchanged. So only the outcome (correctness) is divided by its group
+std; shaping terms are centred within the group and keep their configured size, so a group whose
+correctness does not vary gets advantages no larger than the shaping weights.
+"""
+from __future__ import annotations
+
+from toolmaster.learner.losses import group_advantages
+from toolmaster.rewards import OUTCOME
+
+
+def _outcome(record: dict, weights: dict) -> float:
+    return weights.get(OUTCOME, 0.0) * record["rewards"].get(OUTCOME, 0.0)
+
+
+def episode_advantages(records: list[dict], group_size: int, weights: dict, std_normalize: bool = True) -> list[float]:
+    """Per episode: the group-normalized outcome plus the group-centred (unscaled) shaping terms."""
+    outcome = [_outcome(r, weights) for r in records]
+    shaping = [r["rewards"]["total"] - o for r, o in zip(records, outcome)]
+    a = group_advantages(outcome, group_size, std_normalize)
+    s = group_advantages(shaping, group_size, std_normalize=False)
+    return [x + y for x, y in zip(a, s)]
+
+
+def informative(records: list[dict], weights: dict) -> bool:
+    """A group teaches something when its outcome varies (DAPO's dynamic-sampling criterion): in a group
+    all right or all wrong the outcome advantage is zero and only shaping would be left."""
+    outcomes = [_outcome(r, weights) for r in records]
+    return max(outcomes) > min(outcomes)
+
+
+def loss_weights(lengths: list[int], aggregation: str) -> list[float]:
+    """Per-sequence weights of the summed per-token loss, so that the batch's loss is
+
+    - ``token_mean``: the mean over every sampled token of the batch (DAPO); a long episode weighs more;
+    - ``sequence_mean``: the mean over sequences of each one's token mean (GRPO as published); each
+      episode weighs the same, so long failed episodes cannot outweigh short correct ones.
+    """
+    total = sum(lengths)
+    if total == 0:
+        return [0.0] * len(lengths)
+    if aggregation == "token_mean":
+        return [1.0 / total] * len(lengths)
+    if aggregation == "sequence_mean":
+        live = sum(1 for n in lengths if n)
+        return [1.0 / (live * n) if n else 0.0 for n in lengths]
+    raise ValueError(f"unknown loss aggregation {aggregation!r}")
