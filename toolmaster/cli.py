@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 
 from toolmaster.config import ConfigError, load_config
 
@@ -84,7 +85,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/quickstart")
     p.add_argument("--no-trial", action="store_true")
     _common(p)
+    p.set_defaults(config=str(QUICKSTART_RECIPE) if QUICKSTART_RECIPE.is_file() else None)
     return parser
+
+
+# the quickstart's recipe (SFT budget, GRPO settings); --config replaces it
+QUICKSTART_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 
 
 def _flag_overrides(args) -> list[str]:
@@ -158,7 +164,6 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command in ("sft", "grpo"):
         model_dir = cfg.model.path
         if model_dir is None:
-            from pathlib import Path
 
             from toolmaster.models.tiny import build_tiny_model
             model_dir = str(Path(cfg.run_dir) / "base_model")

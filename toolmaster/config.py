@@ -295,11 +295,11 @@ class GRPOConfig(Section):
     max_sampling_rounds: int = Field(3, ge=1, description="filter_groups: sampling rounds per step at most "
                                      "(then the step trains on the informative groups it has)")
     loss_aggregation: Literal["token_mean", "sequence_mean"] = Field(
-        "sequence_mean", description="token_mean: every sampled token weighs the same (long episodes weigh "
-        "more); sequence_mean: every episode weighs the same")
-    warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up over the first updates "
+        "token_mean", description="token_mean: every sampled token weighs the same; sequence_mean: every "
+        "episode weighs the same, which favours long failures (measured: finish rate 0.81 → 0.64, README)")
+    warmup_steps: int = Field(2, ge=0, description="linear learning-rate warm-up over the first updates "
                               "(the RL stage starts a fresh Adam state)")
-    updates_per_step: int = Field(1, ge=1, description="optimizer updates per step, each on a slice of the "
+    updates_per_step: int = Field(2, ge=1, description="optimizer updates per step, each on a slice of the "
                                   "groups (PPO-style mini-batches; the later ones are off-policy and clipped)")
     eval_every: int = Field(0, ge=0, description="greedy held-out evaluation every N steps on the rollout fleet "
                             "(and before the first step); 0: none")
