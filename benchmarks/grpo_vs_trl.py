@@ -65,8 +65,15 @@ def prompts(mode: str, n: int) -> list[dict]:
             rows.append({"prompt": render_text(build_messages(task.question), [], add_generation_prompt=True),
                          "reference": task.reference})
         else:
+            tool = task.tools[0]
+            param = next(iter(tool.schema["parameters"]["properties"]))
+            # TRL builds the schema from a typed signature and a docstring with an Args section
+            source = (tool.executor.source.replace(f"def {tool.name}(", "def _impl(", 1) +
+                      f"def {tool.name}({param}: str) -> dict:\n"
+                      f'    """{tool.schema["description"]}\n\n    Args:\n        {param}: the item\n    """\n'
+                      f"    return _impl({param})\n")
             rows.append({"prompt": build_messages(task.question), "reference": task.reference,
-                         "source": task.tools[0].executor.source, "tool": task.tools[0].name})
+                         "source": source, "tool": tool.name})
     return rows
 
 
@@ -106,6 +113,10 @@ tok = AutoTokenizer.from_pretrained(spec["model"])
 model = AutoModelForCausalLM.from_pretrained(spec["model"], dtype=torch.float32, attn_implementation="eager")
 tools = []
 if spec["mode"] == "tool":  # the task's own tool source, as the Python function TRL calls
+    # TRL parses tool calls only for chat templates it knows: give the tokenizer TRL's Qwen2.5 template
+    # (the same <tool_call> JSON format our protocol uses)
+    from trl.chat_template_utils import qwen2_5_chat_template
+    tok.chat_template = qwen2_5_chat_template
     namespace = {}
     exec(rows[0]["source"], namespace)
     tools = [namespace[rows[0]["tool"]]]

@@ -297,6 +297,9 @@ class GRPOConfig(Section):
     loss_aggregation: Literal["token_mean", "sequence_mean"] = Field(
         "token_mean", description="token_mean: every sampled token weighs the same; sequence_mean: every "
         "episode weighs the same, which favours long failures (measured: finish rate 0.81 → 0.64, README)")
+    negative_advantage_weight: float = Field(1.0, ge=0.0, le=1.0, description="scale on negative advantages "
+                                             "(1: GRPO; below 1 pushes failed episodes' tokens down less than "
+                                             "successes' up, which keeps the policy from spreading out)")
     warmup_steps: int = Field(2, ge=0, description="linear learning-rate warm-up over the first updates "
                               "(the RL stage starts a fresh Adam state)")
     updates_per_step: int = Field(2, ge=1, description="optimizer updates per step, each on a slice of the "

@@ -61,3 +61,15 @@ def test_minibatches_split_the_batch_and_renormalize():
         assert sum(w * sum(m) for w, m in zip(p["loss_weights"], p["loss_mask"])) == pytest.approx(1.0)
     assert len(minibatches(batch, 1, "sequence_mean", seed=0)) == 1
     assert minibatches({k: [] for k in batch}, 2, "token_mean", seed=0) == []
+
+
+def test_negative_advantages_can_be_scaled_down():
+    from toolmaster.trainer.grpo import build_batch
+
+    records = [{**_record(c, 2, 4), "token_ids": [1, 2, 3], "loss_mask": [0, 1, 1], "logprobs": [0.0, -0.1, -0.2]}
+               for c in (1.0, 0.0, 0.0, 0.0)]
+    full, _ = build_batch(records, build_config({}, ["grpo.group_size=4"]).grpo, WEIGHTS)
+    half, _ = build_batch(records, build_config({}, ["grpo.group_size=4", "grpo.negative_advantage_weight=0.5"]).grpo,
+                          WEIGHTS)
+    assert half["advantages"][0] == full["advantages"][0] > 0
+    assert half["advantages"][1:] == pytest.approx([0.5 * a for a in full["advantages"][1:]])

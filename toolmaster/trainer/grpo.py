@@ -37,7 +37,8 @@ def _mean(xs) -> float:
 def build_batch(records: list[dict], g, reward_weights: dict) -> tuple[dict, dict]:
     """The sequences to train on, with per-sequence advantages; ``records`` come grouped by task."""
     group_size = g.group_size
-    advantages = episode_advantages(records, group_size, reward_weights, g.std_normalize)
+    advantages = [a if a > 0 else g.negative_advantage_weight * a
+                  for a in episode_advantages(records, group_size, reward_weights, g.std_normalize)]
     keep = []
     for lo in range(0, len(records), group_size):
         if g.drop_zero_variance and not informative(records[lo: lo + group_size], reward_weights):
