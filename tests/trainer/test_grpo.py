@@ -62,8 +62,10 @@ def test_two_grpo_steps(ray_local, tmp_path, tiny_model_dir, cfg, zero_stage, ti
         assert all(h["episodes"] == 4 and len(set(h["episode_ids"])) == 4 for h in history)
         # on-policy the loss value can be 0 (equal lengths, zero-mean advantages); its gradient is not
         assert all(h["advantage_abs_mean"] > 0 and h["train/tokens"] > 0 for h in history)
-        assert all(abs(h["train/ratio_mean"] - 1.0) < 1e-3 for h in history)  # sampling logprobs = learner's
-        assert history[0]["train/kl"] < 1e-6  # step 1 starts at the reference
+        # sampling logprobs = learner's on the step's first (on-policy) update
+        assert all(abs(h["train/ratio_mean_first_update"] - 1.0) < 1e-3 for h in history)
+        assert all(h["train/updates"] == 2 for h in history)  # the default: two updates per step
+        assert history[0]["train/kl_first_update"] < 1e-6  # step 1 starts at the reference
         if kl_beta:
             assert history[1]["train/kl"] > 0.0  # the policy moved away from the frozen reference
         _check_parity(trainer)

@@ -191,7 +191,9 @@ class GRPOTrainer:
         if not results:
             return {"updates": 0}
         merged = {k: _mean(r[k] for r in results) for k in results[0] if k != "tokens"}
-        return {**merged, "tokens": sum(r["tokens"] for r in results), "updates": len(results)}
+        # the first update is on-policy (ratio 1 unless engine and learner disagree); later ones are not
+        first = {f"{k}_first_update": results[0][k] for k in ("ratio_mean", "kl") if k in results[0]}
+        return {**merged, **first, "tokens": sum(r["tokens"] for r in results), "updates": len(results)}
 
     def evaluate(self) -> dict:
         """Greedy episodes on ``grpo.eval_tasks`` held-out tasks, on the training fleet; the report goes to
