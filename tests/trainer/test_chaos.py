@@ -31,6 +31,18 @@ def _kill_one_busy_worker(pool, step: int, killed: list, stop: threading.Event) 
         time.sleep(0.05)
 
 
+def step_with_a_kill(trainer, step: int, killed: list) -> dict:
+    """One GRPO step while a helper thread kills one worker that holds episodes."""
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_one_busy_worker, args=(trainer.pool, step, killed, stop))
+    killer.start()
+    try:
+        return trainer.step()
+    finally:
+        stop.set()
+        killer.join()
+
+
 def test_a_worker_killed_in_every_step(ray_local, tmp_path, tiny_model_dir):
     from toolmaster.trainer.grpo import GRPOTrainer
 
@@ -41,12 +53,7 @@ def test_a_worker_killed_in_every_step(ray_local, tmp_path, tiny_model_dir):
     killed, history = [], []
     try:
         for step in range(steps):
-            stop = threading.Event()
-            killer = threading.Thread(target=_kill_one_busy_worker, args=(trainer.pool, step, killed, stop))
-            killer.start()
-            history.append(trainer.step())
-            stop.set()
-            killer.join()
+            history.append(step_with_a_kill(trainer, step, killed))
     finally:
         trainer.close()
     assert [k[0] for k in killed] == list(range(steps))  # one kill in every step, while it held episodes

@@ -7,7 +7,6 @@ same model gives groups that are sometimes informative and sometimes not: what d
 """
 import json
 import random
-import threading
 
 import pytest
 
@@ -65,7 +64,7 @@ def _expected_ids(step: int, rounds: int, b: int, g: int) -> set[str]:
 @pytest.mark.parametrize("async_rollouts", [False, True], ids=["sync", "async"])
 def test_dynamic_sampling_keeps_informative_groups_under_a_killed_worker(ray_local, tmp_path, codebook_sft,
                                                                          async_rollouts):
-    from tests.trainer.test_chaos import _kill_one_busy_worker
+    from tests.trainer.test_chaos import step_with_a_kill
     from toolmaster.trainer.grpo import GRPOTrainer
 
     steps, b, g = 2, 3, 4
@@ -77,12 +76,7 @@ def test_dynamic_sampling_keeps_informative_groups_under_a_killed_worker(ray_loc
     killed, history, kept_records = [], [], []
     try:
         for step in range(steps):
-            stop = threading.Event()
-            killer = threading.Thread(target=_kill_one_busy_worker, args=(trainer.pool, step, killed, stop))
-            killer.start()
-            history.append(trainer.step())
-            stop.set()
-            killer.join()
+            history.append(step_with_a_kill(trainer, step, killed))
             kept_records.append(trainer.last_records)
     finally:
         trainer.close()

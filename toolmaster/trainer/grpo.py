@@ -57,7 +57,7 @@ def minibatches(batch: dict, count: int, aggregation: str, seed: int) -> list[di
     """``count`` slices of the batch (shuffled, seeded), each with the loss weights of its own mean."""
     order = list(range(len(batch["token_ids"])))
     random.Random(seed).shuffle(order)
-    slices = [order[k::count] for k in range(count)] if count > 1 else [list(range(len(order)))]
+    slices = [order[k::count] for k in range(count)]
     out = []
     for idx in slices:
         part = {key: [batch[key][i] for i in idx] for key in ("token_ids", "loss_mask", "logprobs", "advantages")}
