@@ -253,6 +253,8 @@ class RolloutConfig(Section):
                                         "e.g. {rollout: 1} to place workers on nodes of that role")
     max_episodes_per_worker: int = Field(32, ge=1, description="episodes a worker runs concurrently")
     weight_transport: Literal["object_store", "nccl"] = "object_store"
+    gpu_memory_gb: float | None = Field(None, gt=0, description="memory per rollout GPU; when set, grpo refuses "
+                                        "an engine that cannot hold one full-length sequence (toolmaster plan)")
     engine: EngineConfig = EngineConfig()
     generation: SamplingConfig = SamplingConfig()
     autoscale: AutoscaleConfig = AutoscaleConfig()
@@ -281,6 +283,18 @@ class LearnerConfig(Section):
     eps_high: float = Field(0.28, ge=0)
     kl_beta: float = Field(0.0, ge=0, description="weight of KL(π‖π_ref) to the frozen starting model; 0 loads no reference")
     lora: LoRAConfig = LoRAConfig()
+    max_tokens_per_microbatch: int = Field(8192, ge=0, description="padded tokens per forward/backward on a rank "
+                                           "(gradients accumulate over micro-batches, one optimizer step per "
+                                           "step); 0: the rank's whole shard in one pass")
+    max_sequences_per_microbatch: int = Field(0, ge=0, description="sequences per micro-batch at most; 0: no cap")
+    logprob_chunk_tokens: int = Field(1024, ge=0, description="positions per vocabulary projection: the "
+                                      "[tokens × vocab] logits never exist at once; 0: unchunked")
+    dtype: Literal["float32", "bfloat16"] = Field("float32", description="bfloat16: DeepSpeed bf16 (fp32 master "
+                                                  "weights and optimizer states)")
+    gradient_checkpointing: bool = Field(False, description="recompute each layer's activations in backward")
+    offload_optimizer: bool = Field(False, description="ZeRO optimizer states (and the step) on CPU memory")
+    gpu_memory_gb: float | None = Field(None, gt=0, description="memory per learner GPU; when set, grpo/sft "
+                                        "refuse a memory plan that does not fit (toolmaster plan)")
 
 
 class GRPOConfig(Section):
@@ -309,6 +323,7 @@ class GRPOConfig(Section):
     eval_tasks: int = Field(50, ge=1, description="tasks per held-out evaluation")
     eval_split: str = Field("test", description="the held-out split evaluated during training")
     checkpoint_every: int = Field(0, ge=0, description="0: only at the end")
+    keep_checkpoints: int = Field(2, ge=1, description="step checkpoints kept (the newest is also `latest`)")
     async_rollouts: bool = Field(False, description="generate step s+1's episodes while step s trains")
     max_staleness: int = Field(1, ge=0, description="async: episodes sampled more than this many versions "
                                                    "before the one being trained are re-sampled")
@@ -324,6 +339,7 @@ class SFTConfig(Section):
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     max_tokens: int = Field(1024, ge=64)
     checkpoint_every: int = Field(0, ge=0)
+    keep_checkpoints: int = Field(2, ge=1, description="step checkpoints kept (the newest is also `latest`)")
 
 
 class Config(Section):

@@ -68,7 +68,8 @@ class LearnerGroup:
     def train_step(self, batch: dict, kind: str) -> dict:
         results = self._all("train_step", batch, kind)
         # each rank's loss is its share of the global token mean, scaled by K (DeepSpeed averages gradients)
-        merged = {"loss": sum(r["loss"] for r in results) / len(results), "tokens": sum(r["tokens"] for r in results)}
+        merged = {"loss": sum(r["loss"] for r in results) / len(results), "tokens": sum(r["tokens"] for r in results),
+                  "microbatches": max(r["microbatches"] for r in results)}
         for key in ("clip_fraction", "ratio_mean", "kl", "grad_norm"):
             if key in results[0]:
                 merged[key] = sum(r[key] for r in results) / len(results)
@@ -83,8 +84,12 @@ class LearnerGroup:
         _, port = ray.get(_rendezvous_address.options(scheduling_strategy=self._rank0).remote())
         self._all("connect_transport", transport, workers, port)
 
-    def save(self, path: str, tokenizer_dir: str) -> None:
-        self._all("save", path, tokenizer_dir)
+    def save(self, path: str) -> None:
+        """Model, optimizer, step counters and RNG of every rank into ``path`` (see Learner.save)."""
+        self._all("save", path)
+
+    def load(self, path: str) -> None:
+        self._all("load", path)
 
     def logprobs(self, token_ids: list[list[int]]) -> list[list[float]]:
         # every rank runs the forward: under ZeRO-3 the parameters are gathered collectively

@@ -4,10 +4,64 @@ from __future__ import annotations
 import torch
 
 
-def token_logprobs(model, input_ids: torch.Tensor) -> torch.Tensor:
-    """log π(token_t | tokens_<t) for t ≥ 1. Right padding needs no attention mask under causal attention."""
-    logits = model(input_ids=input_ids).logits[:, :-1].float()
-    return torch.log_softmax(logits, dim=-1).gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+def _backbone_and_head(model):
+    """The transformer body (hidden states after the final norm) and the output projection of an HF causal
+    LM, seen through a peft wrapper."""
+    module = model
+    if hasattr(module, "get_base_model"):  # peft: the base model with its adapters injected
+        module = module.get_base_model()
+    return getattr(module, module.base_model_prefix), module.get_output_embeddings()
+
+
+def _selected_logprobs(head, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    logits = head(hidden).float()
+    return torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+def logprob_chunks(positions: int, chunk_tokens: int) -> int:
+    """How many vocabulary projections ``token_logprobs`` makes over ``positions`` predicted tokens."""
+    return 1 if chunk_tokens <= 0 else max(1, -(-positions // chunk_tokens))
+
+
+def token_logprobs(model, input_ids: torch.Tensor, chunk_tokens: int = 0, min_chunks: int = 1) -> torch.Tensor:
+    """log π(token_t | tokens_<t) for t ≥ 1. Right padding needs no attention mask under causal attention.
+
+    With ``chunk_tokens > 0`` the vocabulary projection runs over at most that many positions at a time and
+    is recomputed in backward (activation checkpointing of the head), so the full [tokens × vocab] logits
+    never exist: peak memory is O(chunk × vocab) in forward and backward. 0: one projection over all.
+    ``min_chunks`` pads with projections of one position that add exactly zero: under ZeRO-3 every call of
+    the head gathers its weight collectively, so all ranks must make the same number of calls."""
+    body, head = _backbone_and_head(model)
+    hidden = body(input_ids=input_ids).last_hidden_state[:, :-1]
+    targets = input_ids[:, 1:]
+    if chunk_tokens <= 0 or (min_chunks <= 1 and targets.numel() <= chunk_tokens):
+        return _selected_logprobs(head, hidden, targets)
+    from torch.utils.checkpoint import checkpoint
+
+    def project(h, t):
+        if torch.is_grad_enabled():
+            return checkpoint(_selected_logprobs, head, h, t, use_reentrant=False)
+        return _selected_logprobs(head, h, t)
+
+    flat_h, flat_t = hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1)
+    parts = [project(flat_h[lo: lo + chunk_tokens], flat_t[lo: lo + chunk_tokens])
+             for lo in range(0, flat_t.numel(), chunk_tokens)]
+    out = torch.cat(parts).view_as(targets)
+    for _ in range(min_chunks - len(parts)):
+        out = out + 0.0 * project(flat_h[:1], flat_t[:1]).sum()
+    return out
+
+
+class TokenLogprobs(torch.nn.Module):
+    """The policy as DeepSpeed runs it: token ids in, token logprobs out. The whole computation goes through
+    the engine's forward, which ZeRO needs (it counts micro-steps and gathers parameters there)."""
+
+    def __init__(self, policy):
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, input_ids: torch.Tensor, chunk_tokens: int = 0, min_chunks: int = 1) -> torch.Tensor:
+        return token_logprobs(self.policy, input_ids, chunk_tokens, min_chunks)
 
 
 def sft_loss(logp: torch.Tensor, mask: torch.Tensor, total_tokens: float) -> torch.Tensor:

@@ -17,6 +17,7 @@ class Trajectory:
     policy_version: int = 0
     rendered_chars: int = 0  # how much of the rendered conversation the ids cover
     generate_seconds: float = 0.0  # time spent waiting on the engine
+    turns: int = 0  # assistant turns sampled so far (each seeds its own sampling)
 
     def extend(self, ids: list[int], sampled: bool, logprobs: list[float] | None = None) -> None:
         self.token_ids.extend(ids)

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import itertools
 import time
+import zlib
 
 from toolmaster.protocol import render_text
 from toolmaster.protocol.chat_format import IM_END
 from toolmaster.rollout.trajectory import Trajectory
 
 _GiB = 1 << 30
+
+
+def episode_seed(run_seed: int, episode_id: str, turn: int) -> int:
+    return zlib.crc32(f"{run_seed}:{episode_id}:{turn}".encode())
 
 
 class VLLMEngine:
@@ -36,16 +41,14 @@ class VLLMEngine:
         self.engine = AsyncLLM.from_engine_args(args)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.im_end = self.tokenizer.convert_tokens_to_ids(IM_END)
-        self.version = 0
+        self.version, self.seed = 0, seed
         self.trajectories: dict[str, Trajectory] = {}
         self._request_ids = itertools.count()
         self.episode_params: dict = {}
         self.set_generation(generation)
 
     def set_generation(self, generation) -> None:
-        # Special tokens are kept in the text so that decode(token_ids) is the rendered conversation. No
-        # per-request seed: it would make the G episodes of a group sample identical tokens (the engine's
-        # own seed keeps runs reproducible).
+        # Special tokens are kept in the text so that decode(token_ids) is the rendered conversation.
         self.params = self.sampling_params(generation)
 
     def sampling_params(self, generation):
@@ -79,6 +82,11 @@ class VLLMEngine:
         params = self.episode_params.get(request.episode_id, self.params)
         if len(traj.token_ids) + params.max_tokens > self.max_len:
             return None
+        # a seed per (run, episode, turn): a redone or resumed episode samples the same turns, and the G
+        # episodes of a group (different ids) still differ
+        params = params.clone()
+        params.seed = episode_seed(self.seed, request.episode_id, traj.turns)
+        traj.turns += 1
         start = time.perf_counter()
         sample = (await self._final(list(traj.token_ids), params)).outputs[0]
         traj.generate_seconds += time.perf_counter() - start

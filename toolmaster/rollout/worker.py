@@ -57,7 +57,7 @@ class RolloutWorker:
         serve_dir = untied_export(model_dir, os.path.join(self.scratch, "served"))
         transport = self.cfg.rollout.weight_transport
         self.engine = VLLMEngine(serve_dir, self.cfg.rollout.engine, self.cfg.rollout.generation,
-                                 seed=self.cfg.grpo.seed + 1000 * worker_id,
+                                 seed=self.cfg.grpo.seed,  # episodes seed their own turns: any worker samples the same
                                  weight_transfer=transport if transport != "object_store" else None)
         from toolmaster.rollout import reaper
         self._reaper = reaper.watch(os.getpid())  # the engine's processes die with this worker, however it dies

@@ -20,12 +20,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from toolmaster import console
 from toolmaster.config import check_runtime
+from toolmaster.plan import check_learner_plan, check_model_dir
 from toolmaster.envs import make_env
 from toolmaster.learner.group import LearnerGroup
 from toolmaster.ray_utils import init_ray
 from toolmaster.rollout.pool import RolloutPool
 from toolmaster.trainer.advantages import episode_advantages, informative, loss_weights
 from toolmaster.trainer.curriculum import Curriculum
+from toolmaster.trainer.checkpoints import Checkpoints, has_engine_state
 from toolmaster.trainer.run_dir import RunDir
 
 
@@ -88,8 +90,12 @@ class GRPOTrainer:
 
     def __init__(self, cfg, model_dir: str, resume: bool = False):
         check_runtime(cfg)
+        start_from = (RunDir.checkpoint_of(cfg.run_dir) if resume else None) or model_dir
+        check_model_dir(start_from, "--model")
+        check_learner_plan(cfg, start_from)
         init_ray()
         self.cfg, self.run = cfg, RunDir(cfg, "grpo")
+        self.checkpoints = Checkpoints(self.run, cfg.grpo.keep_checkpoints)
         self.step_index, self.version, self.updates = 0, 0, 0
         state = self.run.load_state() if resume else None
         if state:
@@ -105,6 +111,8 @@ class GRPOTrainer:
         if cfg.env.name == "toolworld" and cfg.env.toolworld.curriculum.enabled:
             self.curriculum = Curriculum(cfg.env.toolworld, (state or {}).get("curriculum"))
         self.learners = LearnerGroup(cfg, model_dir)
+        if state and has_engine_state(model_dir):
+            self.learners.load(model_dir)  # optimizer moments, step counters, RNG: the run continues exactly
         self.pool = RolloutPool(cfg, model_dir)
         if cfg.rollout.weight_transport != "object_store":  # a transport with a standing connection (NCCL)
             self.learners.connect_transport(cfg.rollout.weight_transport, list(self.pool.workers.values()))
@@ -278,13 +286,10 @@ class GRPOTrainer:
         return metrics
 
     def checkpoint(self) -> str:
-        path = str(self.run.path / "checkpoints" / "latest")
-        self.learners.save(path, self.model_dir)
-        extra = {"version": self.version, "checkpoint": path, "updates": self.updates}
+        extra = {"version": self.version, "updates": self.updates}
         if self.curriculum is not None:
             extra["curriculum"] = self.curriculum.state()
-        self.run.save_state(self.step_index, extra)
-        return path
+        return self.checkpoints.save(self.step_index, self.learners.save, extra)
 
     def close(self) -> None:
         if self._prefetch is not None:  # let an in-flight prefetch finish before its workers go away

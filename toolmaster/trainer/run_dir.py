@@ -60,15 +60,29 @@ class RunDir:
         return out
 
     def save_state(self, step: int, extra: dict | None = None) -> None:
-        """Trainer state (step = data position, RNG), written atomically next to the checkpoint."""
-        state = {"step": step, "python_rng": repr(random.getstate()), **(extra or {})}
+        """Trainer state (step = data position, the driver's RNG), written atomically; ``--resume`` reads it."""
+        version, internal, gauss = random.getstate()
+        state = {"step": step, "python_rng": [version, list(internal), gauss], **(extra or {})}
         tmp = self.path / "trainer_state.json.tmp"
         tmp.write_text(json.dumps(state))
         os.replace(tmp, self.path / "trainer_state.json")
 
+    @staticmethod
+    def checkpoint_of(run_dir: str) -> str | None:
+        """The checkpoint a resumed run in ``run_dir`` would start from (None: nothing saved yet)."""
+        path = Path(run_dir) / "trainer_state.json"
+        return json.loads(path.read_text()).get("checkpoint") if path.exists() else None
+
     def load_state(self) -> dict | None:
+        """The last saved trainer state, with the driver's RNG restored from it; None for a new run."""
         path = self.path / "trainer_state.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        if not path.exists():
+            return None
+        state = json.loads(path.read_text())
+        if isinstance(state.get("python_rng"), list):
+            version, internal, gauss = state["python_rng"]
+            random.setstate((version, tuple(internal), gauss))
+        return state
 
     def finish(self) -> None:
         self.wandb.finish()

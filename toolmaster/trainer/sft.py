@@ -8,10 +8,12 @@ import time
 
 from toolmaster import console
 from toolmaster.config import check_runtime
+from toolmaster.plan import check_learner_plan, check_model_dir
 from toolmaster.learner.group import LearnerGroup
 from toolmaster.protocol import render_text
 from toolmaster.protocol.chat_format import IM_END
 from toolmaster.ray_utils import init_ray
+from toolmaster.trainer.checkpoints import Checkpoints, has_engine_state
 from toolmaster.trainer.run_dir import RunDir
 
 
@@ -59,21 +61,28 @@ def train_sft(cfg, model_dir: str, data_dir: str, resume: bool = False) -> dict:
     from transformers import AutoTokenizer
 
     check_runtime(cfg)
-    init_ray()
+    start_from = (RunDir.checkpoint_of(cfg.run_dir) if resume else None) or model_dir
+    check_model_dir(start_from, "--model")
     cfg = cfg.model_copy(deep=True)
     cfg.learner.lr = cfg.sft.lr
+    check_learner_plan(cfg, start_from, longest_sequence=cfg.sft.max_tokens, what="sft.max_tokens")
+    init_ray()
     run = RunDir(cfg, "sft")
-    examples = load_examples(data_dir, AutoTokenizer.from_pretrained(model_dir), cfg.sft.max_tokens)
-    start = 0
-    if resume and (state := run.load_state()):
+    checkpoints = Checkpoints(run, cfg.sft.keep_checkpoints)
+    start, state = 0, run.load_state() if resume else None
+    if state:
         start, model_dir = state["step"], state["checkpoint"]
+    examples = load_examples(data_dir, AutoTokenizer.from_pretrained(model_dir), cfg.sft.max_tokens)
     order = list(range(len(examples)))
     random.Random(cfg.grpo.seed).shuffle(order)  # fixed order: position = step * batch_size, so resume is exact
     learners = LearnerGroup(cfg, model_dir)
+    if state and has_engine_state(state["checkpoint"]):
+        learners.load(state["checkpoint"])  # Adam's moments and step counters: the run continues exactly
     ranks, bs = cfg.learner.num_ranks, cfg.sft.batch_size
     history = []
     try:
         with console.progress("SFT steps", cfg.sft.steps) as advance:
+            advance(start)
             for step in range(start, cfg.sft.steps):
                 t0 = time.time()
                 idx = [order[(step * bs + i) % len(order)] for i in range(max(bs, ranks))]
@@ -86,9 +95,7 @@ def train_sft(cfg, model_dir: str, data_dir: str, resume: bool = False) -> dict:
                 history.append(metrics)
                 every = cfg.sft.checkpoint_every
                 if (every and (step + 1) % every == 0) or step + 1 == cfg.sft.steps:
-                    path = str(run.path / "checkpoints" / "latest")
-                    learners.save(path, model_dir)
-                    run.save_state(step + 1, {"checkpoint": path})
+                    checkpoints.save(step + 1, learners.save, {})
                 advance(step + 1)
         run.plot(("loss",))
     finally:
