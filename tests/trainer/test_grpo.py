@@ -83,25 +83,6 @@ def test_two_grpo_steps(ray_local, tmp_path, tiny_model_dir, cfg, zero_stage, ti
     assert [r["step"] for r in rows] == [1, 2] and all("time/rollout" in r for r in rows)
 
 
-def test_resume_continues_with_the_same_data_order(ray_local, tmp_path, tiny_model_dir):
-    from toolmaster.trainer.grpo import GRPOTrainer, train_grpo
-
-    out = train_grpo(_config(tmp_path / "run", 2, steps=2), tiny_model_dir)
-    assert out["version"] == 2 and (tmp_path / "run" / "grpo_curve.png").exists()
-    resumed = GRPOTrainer(_config(tmp_path / "run", 2, steps=3), tiny_model_dir, resume=True)
-    try:
-        assert resumed.step_index == 2 and resumed.version == 2
-        step3 = resumed.step()
-    finally:
-        resumed.close()
-    # an uninterrupted run takes step 3's prompts from data position 2·B
-    expected = [t.id for t in make_env(build_config({}).env).tasks("train", 2, start=4)]
-    assert step3["task_ids"] == expected and step3["version"] == 3
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [1, 2, 3]
-    assert len({tuple(r["task_ids"]) for r in rows}) == 3
-
-
 def test_grpo_on_toolhop_train_split_cycles_with_the_official_metric(ray_local, tmp_path, tiny_model_dir):
     """ToolHop items through rollout workers and tool-environment actors; the train split wraps around."""
     from tests.conftest import TOOLHOP
@@ -124,7 +105,7 @@ def test_grpo_on_toolhop_train_split_cycles_with_the_official_metric(ray_local, 
                     tiny_model_dir)
 
 
-@pytest.mark.slow  # ≈ 3 min (two driver processes); test_resume_continues_with_the_same_data_order covers resume
+@pytest.mark.slow  # ≈ 3 min (two driver processes); tests/trainer/test_checkpoints.py covers resume
 def test_killed_driver_resumes_with_the_same_data_order(tmp_path, tiny_model_dir):
     """`toolmaster grpo` SIGKILLed after a checkpoint; `--resume` finishes the run on the same task sequence."""
     import os
