@@ -81,6 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="auto")
     p.epilog = "Further arguments go to vLLM's server unchanged (e.g. --enforce-eager --kv-cache-memory-bytes N)."
 
+    p = sub.add_parser("plan", help="per-GPU memory of learner ranks and rollout engines for a config (no weights "
+                       "loaded); exit status 1 when a declared GPU memory does not fit")
+    p.add_argument("--model-config", help="a model's config.json (default: model.path's, or configs/models/NAME.json)")
+    _common(p)
+
     p = sub.add_parser("quickstart", help="tiny model → synthesis → evaluation on held-out toolworld tools")
     p.add_argument("--out", default="runs/quickstart")
     p.add_argument("--no-trial", action="store_true")
@@ -117,28 +122,7 @@ _ENV_DEFAULTS = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
                  "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false", "VLLM_LOGGING_LEVEL": "WARNING"}
 
 
-def main(argv: list[str] | None = None) -> int:
-    for key, value in _ENV_DEFAULTS.items():
-        os.environ.setdefault(key, value)
-    logging.basicConfig(level=os.environ.get("TOOLMASTER_LOG", "WARNING"))
-    args, extra = _parser().parse_known_args(argv)
-    if args.command == "serve-model":
-        from toolmaster.llm.serve_model import server_command
-        cmd = server_command(args.model_dir, host=args.host, port=args.port, name=args.name,
-                             max_model_len=args.max_model_len, dtype=args.dtype, extra=extra)
-        os.execv(cmd[0], cmd)  # the server replaces this process, so signals reach it directly
-    if extra:
-        _parser().error(f"unrecognized arguments: {' '.join(extra)}")
-    try:
-        cfg = load_config(args.config, _flag_overrides(args) + list(args.overrides))
-        if getattr(args, "data", None):  # the data belongs to whichever benchmark the config selects
-            if cfg.env.name == "toolworld":
-                raise ConfigError("toolworld is generated and takes no --data; choose --env toolhop|stabletoolbench|tmdb")
-            cfg = load_config(args.config, _flag_overrides(args) + [f"env.{cfg.env.name}.data={args.data}"]
-                              + list(args.overrides))
-    except ConfigError as err:
-        print(f"toolmaster: {err}", file=sys.stderr)
-        return 2
+def _run(args, cfg) -> int:
     from toolmaster import console
 
     if args.command == "tiny-model":
@@ -188,10 +172,47 @@ def main(argv: list[str] | None = None) -> int:
         server = cfg.env.tool_server
         print(f"tool server on http://{server.host}:{server.port} (backends: {', '.join(server.backends)})", flush=True)
         serve(server)
+    elif args.command == "plan":
+        import json
+
+        from toolmaster.plan import ModelShape, model_config_path, render, verdicts
+        path = model_config_path(cfg.model.path, args.model_config)
+        shape = ModelShape.from_config(json.loads(path.read_text()))
+        print(render(cfg, shape, str(path)))
+        return 0 if all(fits for fits, _ in verdicts(cfg, shape).values()) else 1
     elif args.command == "quickstart":
         from toolmaster.quickstart import quickstart
         quickstart(cfg, args.out)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    for key, value in _ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    logging.basicConfig(level=os.environ.get("TOOLMASTER_LOG", "WARNING"))
+    args, extra = _parser().parse_known_args(argv)
+    if args.command == "serve-model":
+        from toolmaster.llm.serve_model import server_command
+        cmd = server_command(args.model_dir, host=args.host, port=args.port, name=args.name,
+                             max_model_len=args.max_model_len, dtype=args.dtype, extra=extra)
+        os.execv(cmd[0], cmd)  # the server replaces this process, so signals reach it directly
+    if extra:
+        _parser().error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        cfg = load_config(args.config, _flag_overrides(args) + list(args.overrides))
+        if getattr(args, "data", None):  # the data belongs to whichever benchmark the config selects
+            if cfg.env.name == "toolworld":
+                raise ConfigError("toolworld is generated and takes no --data; choose --env toolhop|stabletoolbench|tmdb")
+            cfg = load_config(args.config, _flag_overrides(args) + [f"env.{cfg.env.name}.data={args.data}"]
+                              + list(args.overrides))
+    except ConfigError as err:
+        print(f"toolmaster: {err}", file=sys.stderr)
+        return 2
+    try:  # settings that pass the schema but cannot work (a missing model, a plan that does not fit)
+        return _run(args, cfg)
+    except ConfigError as err:
+        print(f"toolmaster: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

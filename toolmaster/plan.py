@@ -164,9 +164,13 @@ def rollout_plan(cfg, shape: ModelShape) -> dict:
 
 
 def verdicts(cfg, shape: ModelShape) -> dict:
-    """{role: (fits, reason)} for the roles whose GPU memory is declared."""
+    """{check: (fits, reason)}: the micro-batch budget, and each role whose GPU memory is declared."""
     out = {}
     longest = longest_rollout_sequence(cfg, shape)
+    budget = cfg.learner.max_tokens_per_microbatch
+    if budget:
+        out["micro-batch"] = (budget >= longest, f"learner.max_tokens_per_microbatch={budget} against the longest "
+                                                 f"rollout sequence ({longest} tokens)")
     if cfg.learner.gpu_memory_gb:
         total = learner_plan(cfg, shape, longest)["total"]
         out["learner"] = (total <= cfg.learner.gpu_memory_gb,
@@ -193,7 +197,7 @@ def check_learner_plan(cfg, model_dir: str, longest_sequence: int | None = None,
     if lc.dtype == "bfloat16":
         _check_bf16(lc)
     for role, (fits, reason) in verdicts(cfg, shape).items():
-        if not fits:
+        if not fits and role != "micro-batch":  # checked above against this run's own longest sequence
             raise ConfigError(f"memory plan does not fit ({role}): {reason}; see `toolmaster plan`")
 
 

@@ -1,0 +1,72 @@
+"""`toolmaster plan` and the checks that refuse a config before Ray or any actor starts."""
+import json
+import shutil
+
+import pytest
+
+from toolmaster.cli import main
+from toolmaster.config import ConfigError, build_config, load_config
+from toolmaster.plan import ModelShape, check_learner_plan, check_model_dir, learner_plan
+
+
+@pytest.mark.parametrize("config", ["configs/qwen2.5-7b-1node.yaml", "configs/qwen2.5-7b-multinode.yaml"])
+def test_shipped_7b_configs_fit_80gb_gpus(config, capsys):
+    assert main(["plan", "--config", config]) == 0
+    out = capsys.readouterr().out
+    assert "7.62 B parameters" in out and "DOES NOT FIT" not in out
+    assert "learner: FITS" in out and "rollout: FITS" in out
+
+
+def test_an_oversized_config_is_refused_with_the_numbers(capsys):
+    overrides = ["learner.dtype=float32", "learner.gradient_checkpointing=false"]
+    assert main(["plan", "--config", "configs/qwen2.5-7b-1node.yaml", *overrides]) == 1
+    out = capsys.readouterr().out
+    assert "learner: DOES NOT FIT: 226.5 GB needed per rank of learner.gpu_memory_gb=80" in out
+    cfg = load_config("configs/qwen2.5-7b-1node.yaml", overrides)
+    with pytest.raises(ConfigError, match=r"memory plan does not fit \(learner\): 226.5 GB"):
+        check_learner_plan(cfg, cfg.model.path)
+
+
+def test_plan_items_follow_zero_stage_precision_and_checkpointing():
+    shape = ModelShape.from_config(json.loads(open("configs/models/qwen2.5-7b-instruct.json").read()))
+    assert abs(shape.params - 7.62e9) < 0.01e9  # Qwen2.5-7B's published size
+
+    def plan(*overrides):
+        return learner_plan(build_config({}, list(overrides)), shape, 16384)
+
+    base = plan("learner.num_ranks=4", "learner.zero_stage=3", "learner.dtype=bfloat16")
+    psi = shape.params
+    assert base["weights"] == pytest.approx(psi * 2 / 4 / 1e9)
+    assert base["optimizer"] == pytest.approx(psi * 12 / 4 / 1e9)  # fp32 master + Adam m, v
+    z2 = plan("learner.num_ranks=4", "learner.zero_stage=2", "learner.dtype=bfloat16")
+    assert z2["weights"] == pytest.approx(4 * base["weights"])  # ZeRO-2 does not partition the weights
+    ckpt = plan("learner.num_ranks=4", "learner.zero_stage=3", "learner.dtype=bfloat16", "learner.gradient_checkpointing=true")
+    assert ckpt["activations"] < base["activations"] / 10
+    off = plan("learner.num_ranks=4", "learner.zero_stage=3", "learner.dtype=bfloat16", "learner.offload_optimizer=true")
+    assert off["optimizer"] == 0 and off["cpu_offloaded_optimizer"] == pytest.approx(base["optimizer"])
+
+
+def test_a_missing_or_broken_model_fails_before_ray_starts(tmp_path, tiny_model_dir, capsys):
+    import ray
+
+    assert main(["grpo", "--model", "/nonexistent", f"run_dir={tmp_path / 'r'}"]) == 2
+    assert "--model = '/nonexistent': not a directory" in capsys.readouterr().err
+    assert not ray.is_initialized() and not (tmp_path / "r").exists()  # no Ray, no wandb, no run directory
+    assert main(["sft", "--model", str(tmp_path), "--data", str(tmp_path), f"run_dir={tmp_path / 'r'}"]) == 2
+    assert "not a model directory (no config.json)" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    config = json.loads((broken / "config.json").read_text())
+    (broken / "config.json").write_text(json.dumps({**config, "vocab_size": 100}))
+    with pytest.raises(ConfigError, match="tokenizer mismatch, the tokenizer has .* tokens but the model's vocab_size is 100"):
+        check_model_dir(str(broken))
+    assert not ray.is_initialized()
+
+
+def test_a_microbatch_budget_below_the_longest_sequence_is_refused(tiny_model_dir, capsys, tmp_path):
+    cfg = build_config({}, ["learner.max_tokens_per_microbatch=512"])
+    with pytest.raises(ConfigError, match=r"max_tokens_per_microbatch = 512 is smaller than the longest allowed "
+                                          r"sequence \(sft.max_tokens = 1024\)"):
+        check_learner_plan(cfg, tiny_model_dir, longest_sequence=cfg.sft.max_tokens, what="sft.max_tokens")
+    assert main(["grpo", "--model", tiny_model_dir, f"run_dir={tmp_path / 'r'}", "learner.max_tokens_per_microbatch=512"]) == 2
+    assert "longest allowed sequence (the rollout context length = 2048)" in capsys.readouterr().err
