@@ -6,8 +6,9 @@ Learner memory per rank, with Ψ parameters, N ranks, b bytes per element of the
 bfloat16, 4 for float32), T the micro-batch token budget:
   weights      Ψ·b (ZeRO-3: Ψ·b/N)
   gradients    Ψ·b/N (ZeRO-2 and 3 partition them)
-  optimizer    Adam m and v in fp32 (8Ψ), plus fp32 master weights under bfloat16 (4Ψ); /N; 0 with offload
-  buffers      DeepSpeed's communication buckets, 2·bucket·b
+  optimizer    Adam m and v in fp32 (8Ψ) and ZeRO's fp32 partition of the weights (4Ψ, a separate copy in
+               fp32 too); /N; 0 on the GPU with offload
+  buffers      DeepSpeed's communication buckets, 2·min(bucket, Ψ)·b
   reference    Ψ·b when kl_beta > 0 (a frozen copy; LoRA reuses the base)
   activations  T·L·(8h + 2·kv + 4·I)·b saved for backward; with gradient checkpointing T·L·h·b (layer
                inputs) plus one layer's T·(8h + 2·kv + 4·I)·b while it is recomputed
@@ -123,12 +124,12 @@ def learner_plan(cfg, shape: ModelShape, longest: int) -> dict:
     else:
         activations = tokens * shape.layers * per_token_layer * b
     chunk = lc.logprob_chunk_tokens or tokens
-    optimizer_bytes = (8 + (4 if lc.dtype == "bfloat16" else 0)) * trainable / n
+    optimizer_bytes = 12 * trainable / n  # ZeRO keeps its own fp32 partition copy even when training in fp32
     items = {
         "weights": psi * b / (n if lc.zero_stage == 3 and not lora else 1),
         "gradients": trainable * b / n,
         "optimizer": 0.0 if lc.offload_optimizer else optimizer_bytes,
-        "buffers": 2 * BUCKET_ELEMENTS * b,
+        "buffers": 2 * min(BUCKET_ELEMENTS, trainable) * b,
         "reference": psi * b if lc.kl_beta > 0 and not lora else 0.0,
         "activations": activations,
         "logprobs": tokens * shape.hidden * 4 + min(chunk, tokens) * shape.vocab * 4 * 3,

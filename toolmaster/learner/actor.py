@@ -24,6 +24,11 @@ def _pad(seqs: list[list], value) -> torch.Tensor:
     return torch.tensor([list(s) + [value] * (width - len(s)) for s in seqs])
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def _rng_state() -> dict:
     import random
 
@@ -85,6 +90,8 @@ class Learner:
         import deepspeed
         from transformers import AutoModelForCausalLM
 
+        self._start_rss_mb = _rss_mb()  # libraries loaded, no model yet: what memory() measures from
+
         torch.manual_seed(seed)
         self.rank, self.world_size, self.cfg = rank, world_size, learner_cfg
         deepspeed.init_distributed(dist_backend=learner_cfg.get("backend", "gloo"))
@@ -120,6 +127,17 @@ class Learner:
 
     def ready(self) -> int:
         return self.rank
+
+    def memory(self) -> dict:
+        """This rank's memory in MB: resident now, the process's peak, and the resident size before the model
+        was loaded (peak − start is what the model, optimizer and steps took); CUDA's peak on a GPU."""
+        import resource
+
+        out = {"rss_mb": _rss_mb(), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+               "start_rss_mb": self._start_rss_mb}
+        if torch.cuda.is_available():
+            out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        return out
 
     def node_id(self) -> str:
         import ray

@@ -91,6 +91,10 @@ class LearnerGroup:
     def load(self, path: str) -> None:
         self._all("load", path)
 
+    def memory(self) -> list[dict]:
+        """Each rank's memory (Learner.memory), in rank order."""
+        return self._all("memory")
+
     def logprobs(self, token_ids: list[list[int]]) -> list[list[float]]:
         # every rank runs the forward: under ZeRO-3 the parameters are gathered collectively
         return self._all("logprobs", token_ids)[0]
