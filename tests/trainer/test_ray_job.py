@@ -15,8 +15,15 @@ def _ray(*args, env, timeout=300):
 
 
 def test_ray_job_submit_grpo(tmp_path, tiny_model_dir):
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_ADDRESS": ""}
-    env.pop("RAY_ADDRESS")
+    """The README's launch path: token authentication on explicitly for the head and the job CLI alike (Ray
+    enables it for `ray start --head` whenever ~/.ray/auth_token exists, but its job CLI sends the token only
+    in token mode), with this test's own token, so neither earlier tests nor that file matter."""
+    import uuid
+
+    token = tmp_path / "auth_token"
+    token.write_text(uuid.uuid4().hex)
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
+    env.update({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)})
     port, dash = "6391", "8271"
     start = _ray("start", "--head", f"--port={port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
                  "--num-cpus=4", "--disable-usage-stats", env=env)
@@ -26,10 +33,14 @@ def test_ray_job_submit_grpo(tmp_path, tiny_model_dir):
         shutil.copytree(ROOT, work, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "wandb", "__pycache__"))
         run_dir = tmp_path / "run"
         t = time.time()
-        job = _ray("job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir", str(work), "--",
-                   sys.executable, "ray_jobs/grpo.py", "--model", tiny_model_dir, "--run-dir", str(run_dir),
-                   "grpo.steps=1", "grpo.prompts_per_step=2", "grpo.group_size=2", "env.max_turns=2",
-                   "rollout.generation.max_new_tokens=16", env=env, timeout=900)
+        for _ in range(6):  # a just-started head answers "No available agent" until its job agent is up
+            job = _ray("job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir", str(work), "--",
+                       sys.executable, "ray_jobs/grpo.py", "--model", tiny_model_dir, "--run-dir", str(run_dir),
+                       "grpo.steps=1", "grpo.prompts_per_step=2", "grpo.group_size=2", "env.max_turns=2",
+                       "rollout.generation.max_new_tokens=16", env=env, timeout=900)
+            if "No available agent" not in job.stdout + job.stderr:
+                break
+            time.sleep(10)
         assert job.returncode == 0, (job.stdout[-3000:], job.stderr[-3000:])
         assert "succeeded" in (job.stdout + job.stderr).lower()
         assert (run_dir / "metrics.jsonl").exists() and (run_dir / "checkpoints" / "latest" / "config.json").exists()
