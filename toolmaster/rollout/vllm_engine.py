@@ -19,6 +19,17 @@ from toolmaster.rollout.trajectory import Trajectory
 _GiB = 1 << 30
 
 
+def _unsplit_prefills_on_cpu(max_len: int) -> dict:
+    """Every turn samples with its own seed (episode_seed). When a seeded request's prefill is split over
+    engine steps, vLLM rewinds that request's generator after the partial step, which CPU generators cannot
+    do (the engine dies: "CPU Generator does not use offset"). On CPU, prefills are therefore never split."""
+    import torch
+
+    if torch.cuda.is_available():
+        return {}
+    return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(max_len, 2048)}
+
+
 def episode_seed(run_seed: int, episode_id: str, turn: int) -> int:
     return zlib.crc32(f"{run_seed}:{episode_id}:{turn}".encode())
 
@@ -37,6 +48,7 @@ class VLLMEngine:
                                max_num_seqs=engine_cfg.max_num_seqs,
                                kv_cache_memory_bytes=int(engine_cfg.kv_cache_gb * _GiB),
                                gpu_memory_utilization=engine_cfg.gpu_memory_utilization, disable_log_stats=True,
+                               **_unsplit_prefills_on_cpu(self.max_len),
                                **({"weight_transfer_config": {"backend": weight_transfer}} if weight_transfer else {}))
         self.engine = AsyncLLM.from_engine_args(args)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
