@@ -151,13 +151,12 @@ class Learner:
         every forward/backward is a collective under ZeRO, so all ranks must run the same number."""
         plan = plan_microbatches([len(s) for s in shard["token_ids"]], self.cfg.get("max_tokens_per_microbatch", 0),
                                  self.cfg.get("max_sequences_per_microbatch", 0))
-        count = torch.tensor([len(plan)], dtype=torch.int64, device=self._comm_device)
-        torch.distributed.all_reduce(count, op=torch.distributed.ReduceOp.MAX)
-        return plan + [None] * (int(count.item()) - len(plan))
+        return plan + [None] * (self._max_over_ranks(len(plan)) - len(plan))
 
-    @property
-    def _comm_device(self) -> str:
-        return "cuda" if self.cfg.get("backend") == "nccl" else "cpu"
+    def _max_over_ranks(self, value: int) -> int:
+        count = torch.tensor([value], dtype=torch.int64, device="cuda" if self.cfg.get("backend") == "nccl" else "cpu")
+        torch.distributed.all_reduce(count, op=torch.distributed.ReduceOp.MAX)
+        return int(count.item())
 
     def train_step(self, batch: dict, kind: str) -> dict:
         """One optimizer step on this rank's shard, accumulated over token-budget micro-batches; ``kind`` is
@@ -216,9 +215,7 @@ class Learner:
             return token_logprobs(model, ids, chunk)
         calls = logprob_chunks(ids.shape[0] * (ids.shape[1] - 1), chunk)
         if self.cfg["zero_stage"] == 3 and chunk > 0:
-            count = torch.tensor([calls], dtype=torch.int64, device=self._comm_device)
-            torch.distributed.all_reduce(count, op=torch.distributed.ReduceOp.MAX)
-            calls = int(count.item())
+            calls = self._max_over_ranks(calls)
         return self.engine(input_ids=ids, chunk_tokens=chunk, min_chunks=calls)
 
     def _reference_logprobs(self, ids: torch.Tensor) -> torch.Tensor:
