@@ -43,3 +43,18 @@ class FakeOpenAI:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def failing_grader_hook() -> None:
+    """A Ray worker setup hook for tests: toolworld's grader raises for every task whose index is a multiple
+    of 3, in the worker processes only (the driver's code is untouched)."""
+    from toolmaster.envs.toolworld import ToolWorld
+
+    original = ToolWorld.grade
+
+    def grade(self, task, episode):
+        if int(task.id.rsplit("-", 1)[-1]) % 3 == 0:
+            raise RuntimeError("grader exploded")
+        return original(self, task, episode)
+
+    ToolWorld.grade = grade

@@ -168,6 +168,9 @@ class SandboxConfig(Section):
     timeout_s: float = Field(10.0, gt=0, description="wall-clock limit per tool call")
     memory_mb: int = Field(1024, ge=128, description="address-space cap of a sandbox process")
     output_chars: int = Field(2000, ge=64, description="observations are cut to this many characters")
+    scratch_mb: int = Field(64, ge=1, description="size of a call's scratch directory and its largest file")
+    isolate: bool = Field(True, description="run tools in Linux namespaces with seccomp (toolmaster.tools.isolation)")
+    require_isolation: bool = Field(False, description="refuse to start where a kernel isolation layer is unavailable")
 
 
 class RewardConfig(Section):
@@ -252,6 +255,9 @@ class RolloutConfig(Section):
     resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources per worker, "
                                         "e.g. {rollout: 1} to place workers on nodes of that role")
     max_episodes_per_worker: int = Field(32, ge=1, description="episodes a worker runs concurrently")
+    episode_retries: int = Field(1, ge=0, description="an episode that raised (tool, grader, judge) runs again on "
+                                 "another worker this many times, then comes back as a failed record")
+    failed_episode_reward: float = Field(0.0, description="the reward a failed episode's record carries")
     weight_transport: Literal["object_store", "nccl"] = "object_store"
     gpu_memory_gb: float | None = Field(None, gt=0, description="memory per rollout GPU; when set, grpo refuses "
                                         "an engine that cannot hold one full-length sequence (toolmaster plan)")
@@ -304,6 +310,8 @@ class GRPOConfig(Section):
     std_normalize: bool = Field(True, description="divide the outcome advantage by its group std; False gives "
                                 "Dr.GRPO (shaping terms are never rescaled, see trainer/advantages.py)")
     drop_zero_variance: bool = Field(False, description="train only on groups whose outcome varies (no refill)")
+    train_on_failed_episodes: bool = Field(False, description="failed episodes (an exception, see rollout."
+                                           "episode_retries) join the loss with rollout.failed_episode_reward")
     filter_groups: bool = Field(False, description="DAPO dynamic sampling: drop groups whose outcome does not vary "
                                 "and sample new tasks until B informative groups are collected")
     max_sampling_rounds: int = Field(3, ge=1, description="filter_groups: sampling rounds per step at most "

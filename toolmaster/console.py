@@ -24,6 +24,10 @@ def progress(label: str, total: int):
         yield advance
 
 
+def note(text: str) -> None:
+    _console.print(text, highlight=False)
+
+
 def status(label: str):
     return _console.status(label)
 

@@ -89,3 +89,53 @@ def test_a_dead_learner_rank_stops_the_run_and_resume_continues(ray_local, tmp_p
         assert resumed.step()["task_ids"] == [t.id for t in resumed._tasks(2)]
     finally:
         resumed.close()
+
+
+def _engine_process(worker_pid: int):
+    import psutil
+
+    children = psutil.Process(worker_pid).children(recursive=True)
+    named = [p for p in children if "EngineCore" in " ".join([p.name(), *p.cmdline()])]
+    return (named or sorted(children, key=lambda p: p.memory_info().rss))[-1]
+
+
+def test_a_killed_engine_process_is_replaced(ray_local, tmp_path, tiny_model_dir):
+    """SIGKILL of a busy worker's vLLM engine process (the actor stays alive), in every step: the worker is
+    retired and replaced, its episodes re-queued, and every step has exactly B×G records, none failed."""
+    from toolmaster.trainer.grpo import GRPOTrainer
+
+    steps, b, g = 2, 2, 2
+    cfg = _config(tmp_path / "run", 2, steps=steps, extra=["rollout.num_workers=2", "rollout.max_episodes_per_worker=2",
+                                                           "rollout.num_cpus_per_worker=0.25"])
+    trainer = GRPOTrainer(cfg, tiny_model_dir)
+    killed, history = [], []
+
+    def kill_engine(step: int, stop: threading.Event) -> None:
+        while not stop.is_set():
+            busy = sorted(set(trainer.pool.assignment.values()))
+            handle = trainer.pool.workers.get(busy[0]) if busy else None
+            if handle is not None:
+                engine = _engine_process(ray.get(handle.pid.remote()))
+                engine.kill()
+                killed.append((step, busy[0], engine.pid))
+                return
+            time.sleep(0.05)
+
+    try:
+        for step in range(steps):
+            stop = threading.Event()
+            killer = threading.Thread(target=kill_engine, args=(step, stop))
+            killer.start()
+            try:
+                history.append(trainer.step())
+            finally:
+                stop.set()
+                killer.join()
+            assert all(r["error"] is None for r in trainer.last_records)
+    finally:
+        trainer.close()
+    assert [k[0] for k in killed] == list(range(steps))
+    for step, h in enumerate(history):
+        assert set(h["episode_ids"]) == {f"s{step}-t{i}-g{j}" for i in range(b) for j in range(g)}
+        assert h["episodes"] == b * g and h["failed_episodes"] == 0
+    assert history[-1]["workers_replaced"] == steps

@@ -11,7 +11,7 @@ class Episode:
     messages: list[dict]
     tools: list[dict]
     answer: str | None = None
-    finish_reason: str = "running"  # answer | give_up | max_turns | context_limit | running
+    finish_reason: str = "running"  # answer | give_up | max_turns | context_limit | error | running
     last_observation: str | None = None
     stats: dict = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)  # names of the well-formed tool calls, in order
@@ -20,6 +20,7 @@ class Episode:
     judgments: dict = field(default_factory=dict)  # further scores in [0, 1] by name, e.g. {"success": 0.5}
     rewards: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)  # seconds: tools (tool calls), score (correctness + rewards)
+    error: dict | None = None  # an exception ended it: {"kind": "<stage>_error", "message"}; see agent.loop
 
     @property
     def done(self) -> bool:
@@ -34,4 +35,4 @@ class Episode:
                 "finish_reason": self.finish_reason, "correct": self.correct, "grade": self.grade,
                 "judgments": self.judgments,
                 "calls": self.calls, "stats": self.stats,
-                "rewards": self.rewards, "timings": self.timings, "turns": sum(m["role"] == "assistant" for m in self.messages)}
+                "rewards": self.rewards, "timings": self.timings, "error": self.error, "turns": sum(m["role"] == "assistant" for m in self.messages)}

@@ -2,7 +2,8 @@
 
 Each episode is a coroutine; many run at once against one policy (an async vLLM engine batches their
 turns). Everything the model writes is handled here without raising: parse errors and failed calls
-become tool observations.
+become tool observations. An exception from anything else (the policy, a tool runner or client, the
+grader or a judge) ends only its own episode: finish reason ``error``, ``Episode.error`` naming the stage.
 """
 from __future__ import annotations
 
@@ -85,25 +86,34 @@ async def run_episode(policy, task: Task, env: Environment, runner: ToolRunner, 
     episode = Episode(episode_id=episode_id, task_id=task.id, messages=build_messages(task.question, trial),
                       tools=task.schemas)
     tracker = EpisodeStats()
-    tool_seconds = 0.0
-    for _ in range(max_turns):
-        text = await _respond(policy, TurnRequest(episode_id, episode.messages, task))
-        if text is None:  # the policy cannot continue (the conversation outgrew its context)
-            episode.finish_reason = "context_limit"
-            break
-        start = time.perf_counter()
-        await asyncio.to_thread(take_turn, episode, task, text, runner, tracker)
-        tool_seconds += time.perf_counter() - start
-        if episode.done:
-            break
-    if not episode.done:
-        episode.finish_reason = "max_turns"
-    episode.stats = tracker.summary()
-    start = time.perf_counter()
-    episode.grade, episode.judgments, episode.rewards = await asyncio.to_thread(runner.score, env, task, episode,
-                                                                                reward_weights)
-    episode.correct = episode.grade is not None and episode.grade >= 1.0
-    episode.timings = {"tools": tool_seconds, "score": time.perf_counter() - start}
+    timings = {"tools": 0.0, "score": 0.0}
+    stage = "policy"
+    try:
+        for _ in range(max_turns):
+            stage = "policy"
+            text = await _respond(policy, TurnRequest(episode_id, episode.messages, task))
+            if text is None:  # the policy cannot continue (the conversation outgrew its context)
+                episode.finish_reason = "context_limit"
+                break
+            stage, start = "tool", time.perf_counter()
+            await asyncio.to_thread(take_turn, episode, task, text, runner, tracker)
+            timings["tools"] += time.perf_counter() - start
+            if episode.done:
+                break
+        if not episode.done:
+            episode.finish_reason = "max_turns"
+        episode.stats = tracker.summary()
+        stage, start = "grader", time.perf_counter()
+        episode.grade, episode.judgments, episode.rewards = await asyncio.to_thread(runner.score, env, task, episode,
+                                                                                    reward_weights)
+        timings["score"] = time.perf_counter() - start
+        episode.correct = episode.grade is not None and episode.grade >= 1.0
+    except Exception as err:  # noqa: BLE001 — the episode records it; the step goes on
+        episode.finish_reason, episode.correct, episode.grade = "error", False, None
+        episode.stats = tracker.summary()
+        episode.rewards = {"total": 0.0}
+        episode.error = {"kind": f"{stage}_error", "message": f"{type(err).__name__}: {err}"[:2000]}
+    episode.timings = timings
     return episode
 
 

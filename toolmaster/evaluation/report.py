@@ -14,7 +14,7 @@ def _rate(records, key) -> float:
 
 
 def build_report(cfg, env, tasks: list, records: list[dict], seconds: float) -> dict:
-    grades = [r["grade"] for r in records]
+    grades = [0.0 if r.get("error") else r["grade"] for r in records]  # an episode that raised scores 0
     graded = bool(records) and all(g is not None for g in grades)
     report = {
         "env": cfg.env.name, "split": cfg.eval.split, "policy": cfg.eval.policy, "model": cfg.eval.model,
@@ -23,6 +23,7 @@ def build_report(cfg, env, tasks: list, records: list[dict], seconds: float) -> 
         "finish_rate": sum(r["finish_reason"] == "answer" for r in records) / max(len(records), 1),
         "mean_trial_calls": _rate(records, "trial_calls"), "mean_corrections": _rate(records, "corrections"),
         "mean_turns": _rate(records, "turns"), "seconds": round(seconds, 2),
+        "failed_episodes": dict(Counter(r["error"]["kind"] for r in records if r.get("error"))),
     }
     if not graded and records:
         report["note"] = _NOT_COMPUTED.get(env.metric, f"{env.metric} not computed")
@@ -40,7 +41,7 @@ def _breakdown(env, tasks, records) -> dict:
         return {}
     groups = defaultdict(list)
     for task, record in zip(tasks, records):
-        groups[f"{key}={task.metadata.get(key)}"].append(record["grade"])
+        groups[f"{key}={task.metadata.get(key)}"].append(0.0 if record.get("error") else record["grade"])
     return {name: env.metric_value(g) for name, g in sorted(groups.items())}
 
 

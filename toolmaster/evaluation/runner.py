@@ -74,6 +74,9 @@ def evaluate(cfg, out_dir: str | Path, policy=None, progress: Callable[[int, int
     from toolmaster.evaluation.report import build_report, write_report
     from toolmaster.toolserver.process import tool_server_for
 
+    from toolmaster.tools.sandbox import check_isolation
+
+    sandbox_layers = check_isolation(cfg.sandbox)
     start = time.time()
     with tool_server_for(cfg) as cfg:
         env = make_env(cfg.env)
@@ -91,5 +94,6 @@ def evaluate(cfg, out_dir: str | Path, policy=None, progress: Callable[[int, int
             policy = policy or make_policy(cfg.eval.policy)
             records = run_in_process(cfg, tasks, env, policy, on_record)
     report = build_report(cfg, env, tasks, records, time.time() - start)
+    report["sandbox_layers"] = sandbox_layers
     write_report(report, records, out_dir)
     return report

@@ -5,6 +5,11 @@ at a time to the least-loaded worker (up to ``rollout.max_episodes_per_worker`` 
 assignment, and re-queues a dead worker's episodes on live workers while a replacement starts, so the
 driver never sees a lost or duplicated episode. A worker that joins takes episodes only once it serves
 the newest weights.
+
+An episode that raised (its record carries ``error``) runs again on another worker up to
+``rollout.episode_retries`` times, then its failed record is kept. A worker whose engine died while the
+actor lives says so (``worker_unhealthy``); it is retired and replaced like a dead actor and its episodes
+re-queued, not failed.
 """
 from __future__ import annotations
 
@@ -43,6 +48,8 @@ class RolloutPool:
         self.assignment: dict[str, int] = {}  # episode id -> worker id, while the episode runs
         self.latest_handle: dict | None = None
         self.replaced = 0
+        self.episode_retries = 0  # episodes run again after an error, over the pool's life
+        self._avoid: dict[str, int] = {}
         self.draining: set[int] = set()  # workers that take no new episodes and leave once idle
         self.events: list[dict] = []  # scaling events: time, action, workers before/after, reason
         self.autoscaler = AutoscalePolicy(cfg.rollout.autoscale) if cfg.rollout.autoscale.enabled else None
@@ -79,13 +86,14 @@ class RolloutPool:
                                else worker.ready.remote())
         return wid
 
-    def _replace(self, wid: int, err: Exception) -> None:
+    def _replace(self, wid: int, why: str, kill: bool = False) -> None:
         with self._lock:
             if wid not in self.workers:  # already replaced (several of its episodes failed)
                 return
-            log.warning("rollout worker %d died (%s); re-queueing its episodes on a replacement", wid,
-                        type(err).__name__)
-            del self.workers[wid]
+            log.warning("rollout worker %d died (%s); re-queueing its episodes on a replacement", wid, why)
+            handle = self.workers.pop(wid)
+            if kill:  # the actor lives but cannot serve (its engine died): its other episodes fail over too
+                ray.kill(handle, no_restart=True)
             self._starting.pop(wid, None)
             self._spawn_locked()
             self.replaced += 1
@@ -106,6 +114,8 @@ class RolloutPool:
         in_flight: dict[ray.ObjectRef, tuple[int, tuple]] = {}
         self._in_flight = in_flight
         done: dict[str, dict] = {}
+        attempts: Counter = Counter()
+        self._avoid: dict[str, int] = {}  # episode id -> the worker where it raised
         while queue or in_flight:
             self._queued = len(queue)
             self.tick()
@@ -121,7 +131,17 @@ class RolloutPool:
                 try:
                     record = ray.get(ref)
                 except RayActorError as err:
-                    self._replace(wid, err)
+                    self._replace(wid, type(err).__name__)
+                    queue.appendleft(spec)
+                    continue
+                if record.get("worker_unhealthy"):
+                    self._replace(wid, record["error"]["message"][:200], kill=True)
+                    queue.appendleft(spec)
+                    continue
+                if record.get("error") and attempts[spec[0]] < self.cfg.rollout.episode_retries:
+                    attempts[spec[0]] += 1
+                    self.episode_retries += 1
+                    self._avoid[spec[0]] = wid
                     queue.appendleft(spec)
                     continue
                 done[spec[0]] = record
@@ -181,14 +201,15 @@ class RolloutPool:
             self._startup_failures += 1
             if self._startup_failures > 2 * max(self.cfg.rollout.num_workers, 1) + 2:  # not transient: say why
                 raise RuntimeError(f"rollout workers keep dying while starting; the last error: {err}") from None
-            self._replace(wid, err)
+            self._replace(wid, type(err).__name__)
 
     def _dispatch(self, queue: deque, in_flight: dict, generation: dict | None) -> None:
         load = Counter(wid for wid, _ in in_flight.values())
         live = [wid for wid in self.workers if wid not in self._starting and wid not in self.draining]
         cap = self.cfg.rollout.max_episodes_per_worker
         while queue and live:
-            wid = min(live, key=lambda w: load[w])
+            avoid = self._avoid.get(queue[0][0])
+            wid = min(live, key=lambda w: (load[w] >= cap, w == avoid, load[w]))
             if load[wid] >= cap:
                 return
             spec = queue.popleft()

@@ -59,6 +59,11 @@ class VLLMEngine:
         self.episode_params: dict = {}
         self.set_generation(generation)
 
+    @property
+    def dead(self) -> bool:
+        """The engine-core process is gone (killed, crashed): nothing more can be generated here."""
+        return bool(self.engine.errored)
+
     def set_generation(self, generation) -> None:
         # Special tokens are kept in the text so that decode(token_ids) is the rendered conversation.
         self.params = self.sampling_params(generation)

@@ -117,9 +117,14 @@ class RolloutWorker:
                                    reward_weights=self.cfg.rewards)
         finally:
             self.in_flight -= 1
+        traj = self.engine.pop_trajectory(episode_id)
+        if ep.error is not None and self.engine.dead:  # not the episode's fault: the pool replaces this worker
+            return {"episode_id": episode_id, "worker_unhealthy": True, "worker": self.worker_id,
+                    "error": {"kind": "engine_dead", "message": ep.error["message"]}}
+        if ep.error is not None:
+            ep.rewards = {"total": self.cfg.rollout.failed_episode_reward}
         self.completed += 1
         seconds = time.perf_counter() - start
-        traj = self.engine.pop_trajectory(episode_id)
         generate = traj.generate_seconds if traj else 0.0
         return {**ep.to_record(), "messages": ep.messages,
                 "token_ids": traj.token_ids if traj else [], "loss_mask": traj.loss_mask if traj else [],

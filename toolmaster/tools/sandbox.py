@@ -20,18 +20,23 @@ from dataclasses import dataclass
 
 from toolmaster.tools.base import ToolResult
 
-_GRACE_S = 2.0  # the child's own alarm fires first; the hard kill is for code stuck in C
+_GRACE_S = 3.0  # the template kills a tool past its deadline; this kill is for a template that stopped answering
+OS_LAYERS = ("user_namespace", "mount_namespace", "pid_namespace", "network_namespace", "seccomp",
+             "capabilities_dropped")
+
+
+class IsolationUnavailable(RuntimeError):
+    pass
 
 
 class _Worker:
-    def __init__(self, memory_mb: int, timeout_s: float, output_chars: int):
-        self.timeout_s = timeout_s
+    def __init__(self, settings: dict):
+        self.timeout_s = settings["timeout_s"]
         self.scratch = tempfile.mkdtemp(prefix="toolmaster-sandbox-")
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OMP_NUM_THREADS": "1",
-               "OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": "0", "HOME": self.scratch, "TMPDIR": self.scratch}
+        env = {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
+               "HOME": self.scratch, "TMPDIR": self.scratch}  # nothing of the trainer's environment (API keys)
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-m", "toolmaster.tools.sandbox_child", self.scratch, str(memory_mb),
-             str(timeout_s), str(output_chars)],
+            [sys.executable, "-I", "-m", "toolmaster.tools.sandbox_child", json.dumps({**settings, "scratch": self.scratch})],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
             cwd=_package_root(), start_new_session=True, text=True, bufsize=1)
         self._buffer = ""
@@ -40,7 +45,7 @@ class _Worker:
         if ready is None:
             self.kill()
             raise RuntimeError("sandbox process failed to start")
-        self.network_namespace = json.loads(ready).get("network_namespace", False)
+        self.layers = json.loads(ready)["layers"]
 
     def _read_line(self, timeout_s: float) -> str | None:
         deadline = time.monotonic() + timeout_s
@@ -72,14 +77,11 @@ class _Worker:
             if not self.eof:
                 return ToolResult(False, f"error: tool call timed out after {self.timeout_s:g}s"), False
             return ToolResult(False, f"error: tool process crashed (exit code {self.proc.wait()})"), False
-        reply = json.loads(line)
-        self._clear_scratch()
-        return ToolResult(bool(reply["ok"]), reply["content"]), True
-
-    def _clear_scratch(self) -> None:
-        for name in os.listdir(self.scratch):  # calls are stateless: nothing survives into the next one
-            path = os.path.join(self.scratch, name)
-            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.unlink(path)
+        try:  # the template writes these lines itself; a line that does not parse means it is not sane
+            reply = json.loads(line)
+            return ToolResult(bool(reply["ok"]), str(reply["content"])), True
+        except (ValueError, KeyError, TypeError):
+            return ToolResult(False, "error: sandbox returned a malformed reply"), False
 
     def kill(self) -> None:
         try:
@@ -100,19 +102,27 @@ class SandboxPool:
     timeout_s: float = 10.0
     memory_mb: int = 1024
     output_chars: int = 2000
+    scratch_mb: int = 64
+    isolate: bool = True
+    require_isolation: bool = False
 
     def __post_init__(self):
         self._idle: queue.Queue | None = None
         self._lock = threading.Lock()
         self._started = 0
+        self._layers: dict | None = None
 
     @classmethod
     def from_config(cls, cfg) -> "SandboxPool":
-        return cls(cfg.workers, cfg.timeout_s, cfg.memory_mb, cfg.output_chars)
+        return cls(cfg.workers, cfg.timeout_s, cfg.memory_mb, cfg.output_chars, cfg.scratch_mb, cfg.isolate,
+                   cfg.require_isolation)
+
+    def _settings(self) -> dict:
+        return {"timeout_s": self.timeout_s, "memory_mb": self.memory_mb, "output_chars": self.output_chars,
+                "scratch_mb": self.scratch_mb, "isolate": self.isolate}
 
     def __getstate__(self):
-        return {"workers": self.workers, "timeout_s": self.timeout_s, "memory_mb": self.memory_mb,
-                "output_chars": self.output_chars}
+        return {**self._settings(), "workers": self.workers, "require_isolation": self.require_isolation}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
@@ -125,11 +135,30 @@ class SandboxPool:
             if self._idle.empty() and self._started < self.workers:
                 self._started += 1
                 try:
-                    return _Worker(self.memory_mb, self.timeout_s, self.output_chars)
+                    worker = _Worker(self._settings())
                 except Exception:
                     self._started -= 1
                     raise
+                self._check_layers(worker)
+                return worker
         return self._idle.get()
+
+    def _check_layers(self, worker: _Worker) -> None:
+        self._layers = worker.layers
+        missing = [name for name in OS_LAYERS if not worker.layers.get(name)]
+        if missing and self.require_isolation:
+            worker.kill()
+            self._started -= 1
+            raise IsolationUnavailable(
+                f"sandbox.require_isolation=true but these isolation layers are not available here: "
+                f"{', '.join(missing)} ({worker.layers.get('mount_namespace_error', 'the kernel refused them')})")
+
+    def layers(self) -> dict:
+        """Which isolation layers the sandbox processes run with (starts one process if none has started)."""
+        if self._layers is None:
+            worker = self._acquire()
+            self._idle.put(worker)
+        return dict(self._layers)
 
     def call(self, source: str, function: str, arguments: dict) -> ToolResult:
         worker = self._acquire()
@@ -159,3 +188,19 @@ class SandboxPool:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def check_isolation(sandbox_cfg) -> dict:
+    """Start one sandbox process here and say which isolation layers are active; a config that requires
+    layers this machine lacks fails now (IsolationUnavailable), before Ray or any actor starts."""
+    from toolmaster import console
+
+    with SandboxPool.from_config(sandbox_cfg) as pool:
+        pool.workers = 1
+        layers = pool.layers()
+    active = [name for name in OS_LAYERS if layers.get(name)]
+    missing = [name for name in OS_LAYERS if not layers.get(name)]
+    console.note(f"sandbox isolation: {', '.join(active) or 'no OS layer'} active"
+                 + (f"; unavailable: {', '.join(missing)}" if missing else "")
+                 + "; per-call fork and audit hook always on")
+    return layers

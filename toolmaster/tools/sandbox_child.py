@@ -1,72 +1,87 @@
-"""One sandbox process: reads JSON requests on stdin, runs tool source, answers on the original stdout.
+"""The sandbox's template process. It never runs tool code: for each request (a JSON line on stdin) it forks a
+fresh child that runs the tool once and exits, so nothing a call does — threads, patched modules, files,
+descriptors — reaches the next call. The child writes its reply to a pipe made for that call alone; the
+template checks it (size, deadline, shape) and answers on its private copy of stdout.
 
-Started by ``SandboxPool`` with ``python -I -S -m``-like isolation. Limits applied here, before any tool
-code runs: an address-space cap (memory), a file-size cap, a private network namespace when the kernel
-allows it, and a Python audit hook that refuses process creation, sockets, ctypes, and any file write or
-filesystem change outside the scratch directory. The audit hook cannot be removed from Python code.
-The wall-clock timeout is enforced twice: a SIGALRM inside (cheap, keeps the process) and a hard kill by
-the parent (for code stuck in C).
+Layers, each reported at start (``SandboxPool.layers``):
+- OS (toolmaster.tools.isolation): user + mount + PID + network namespaces with a read-only root holding only
+  the system libraries and Python's standard library, and a tmpfs scratch; seccomp; no capabilities.
+- per call: a forked child with address-space, CPU-time, file-size, open-file and output limits, a wall-clock
+  deadline enforced by the template with SIGKILL (a tool that catches or ignores its alarm still stops).
+- Python: an audit hook (cannot be removed from Python) that refuses process creation, sockets, ctypes, and
+  reads or writes outside the paths above — the only file guard where the kernel refuses namespaces.
+
+Started by ``SandboxPool`` as ``python -I -m toolmaster.tools.sandbox_child SETTINGS_JSON``.
 """
 import io
 import json
 import os
 import resource
+import select
+import shutil
 import signal
+import stat
 import sys
+import time
 import traceback
 
 _BLOCKED_EVENTS = {
     "os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.exec", "os.system", "os.kill", "os.killpg",
     "subprocess.Popen", "pty.spawn", "socket.__new__", "socket.connect", "socket.bind", "socket.getaddrinfo",
     "socket.gethostbyname", "ctypes.dlopen", "ctypes.dlsym", "ctypes.cdata", "ctypes.call_function",
-    "os.setuid", "os.chroot", "resource.setrlimit", "signal.pthread_kill", "sys.setprofile", "sys.settrace",
+    "os.setuid", "os.chroot", "resource.setrlimit", "resource.prlimit", "signal.pthread_kill", "sys.setprofile",
+    "sys.settrace", "os.mkfifo", "os.mknod",
 }
 _PATH_EVENTS = {  # event -> indices of path arguments that must stay inside scratch
     "os.remove": (0,), "os.rename": (0, 1), "os.rmdir": (0,), "os.mkdir": (0,), "os.chmod": (0,),
     "os.chown": (0,), "os.symlink": (0, 1), "os.link": (0, 1), "os.truncate": (0,), "os.utime": (0,),
     "shutil.rmtree": (0,), "shutil.move": (0, 1), "shutil.copyfile": (1,), "os.chdir": (0,),
 }
+_READ_EVENTS = {"os.listdir": 0, "os.scandir": 0, "glob.glob": 0}
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+_REPLY_FD = 3
+_GRACE_S = 1.0
+_MAX_FDS = 256  # the template keeps its descriptors below this, so a child closes them all cheaply
 
 
 class SandboxViolation(PermissionError):
     pass
 
 
-def _unshare_network() -> bool:
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.unshare(0x40000000) == 0  # CLONE_NEWNET: a namespace with only a down loopback
-    except Exception:
-        return False
-
-
-def _install_guard(scratch: str) -> None:
+def _install_guard(scratch: str, readable: list[str]) -> None:
     scratch = os.path.realpath(scratch)
+    readable = [os.path.realpath(p) for p in readable] + [scratch, "/dev/null", "/dev/urandom"]
 
-    def inside(path) -> bool:
-        if isinstance(path, int):  # an fd: opened earlier, so it was checked then
+    def under(path, roots) -> bool:
+        if isinstance(path, int):  # an fd: the open that made it was checked
             return True
         try:
             real = os.path.realpath(os.fsdecode(path))
         except Exception:
             return False
-        return real == scratch or real.startswith(scratch + os.sep)
+        return any(real == r or real.startswith(r.rstrip("/") + os.sep) for r in roots)
 
     def hook(event, args):
         if event in _BLOCKED_EVENTS:
             raise SandboxViolation(f"sandbox: {event} is not allowed in tools")
         if event == "open":
             path, mode, flags = (list(args) + [None, None, None])[:3]
+            if path is None:
+                return
             writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
                 isinstance(flags, int) and flags & _WRITE_FLAGS)
-            if writes and path is not None and not inside(path):
+            if writes and not under(path, [scratch]):
                 raise SandboxViolation(f"sandbox: writing {path!r} outside the scratch directory is not allowed")
+            if not under(path, readable):
+                raise SandboxViolation(f"sandbox: reading {path!r} is not allowed (outside scratch and the stdlib)")
         elif event in _PATH_EVENTS:
             for i in _PATH_EVENTS[event]:
-                if i < len(args) and args[i] is not None and not inside(args[i]):
+                if i < len(args) and args[i] is not None and not under(args[i], [scratch]):
                     raise SandboxViolation(f"sandbox: {event} on {args[i]!r} outside scratch is not allowed")
+        elif event in _READ_EVENTS:
+            i = _READ_EVENTS[event]
+            if i < len(args) and args[i] is not None and not under(args[i], readable):
+                raise SandboxViolation(f"sandbox: {event} on {args[i]!r} is not allowed")
 
     sys.addaudithook(hook)
 
@@ -104,15 +119,9 @@ def _failed(value) -> bool:
     return isinstance(value, dict) and bool(value.get("error"))
 
 
-def _run(request: dict, timeout_s: float, output_chars: int, compiled: dict) -> dict:
-    source, function, arguments = request["source"], request["function"], request.get("arguments") or {}
-    stdout = _CappedIO(output_chars)
-    sys.stdout = sys.stderr = stdout
+def _run_tool(code, function: str, arguments: dict, timeout_s: float) -> dict:
     signal.setitimer(signal.ITIMER_REAL, timeout_s)
     try:
-        code = compiled.get(source)
-        if code is None:
-            code = compiled[source] = compile(source, f"<tool {function}>", "exec")
         namespace = {"__name__": "__tool__"}
         exec(code, namespace)
         fn = namespace.get(function)
@@ -127,50 +136,241 @@ def _run(request: dict, timeout_s: float, output_chars: int, compiled: dict) -> 
     except RecursionError:
         return {"ok": False, "content": "error: tool exceeded the recursion limit"}
     except BaseException as err:  # the tool's own exception is the observation
-        if isinstance(err, KeyboardInterrupt):
-            raise
         msg = str(err) or type(err).__name__
         if isinstance(err, TypeError) and "argument" in msg:
             return {"ok": False, "content": f"error: {msg}"}
         return {"ok": False, "content": f"error: {type(err).__name__}: {msg}"}
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+
+
+def _child(reply_fd: int, code, request: dict, settings: dict, layers: dict) -> None:
+    """Runs in the forked child; never returns."""
+    os.dup2(reply_fd, _REPLY_FD)
+    os.closerange(_REPLY_FD + 1, _MAX_FDS)  # the template's protocol pipes included
+    limit = settings["memory_mb"] * 1024 * 1024
+    cpu = int(settings["timeout_s"]) + 1
+    for res, value in ((resource.RLIMIT_AS, limit), (resource.RLIMIT_FSIZE, settings["scratch_mb"] << 20),
+                       (resource.RLIMIT_CORE, 0), (resource.RLIMIT_CPU, cpu), (resource.RLIMIT_NOFILE, 64)):
+        resource.setrlimit(res, (value, value))
+    if layers.get("seccomp"):
+        from toolmaster.tools import isolation
+        isolation.install_seccomp()
+    signal.signal(signal.SIGALRM, _alarm)
+    _install_guard(settings["scratch"], settings["readable"])
+    sys.stdout = sys.stderr = _CappedIO(settings["output_chars"])
+    reply = _run_tool(code, request["function"], request.get("arguments") or {}, settings["timeout_s"])
+    cap = settings["output_chars"]
+    if len(reply["content"]) > cap:
+        reply["content"] = reply["content"][:cap] + f"...[truncated {len(reply['content']) - cap} chars]"
+    data = json.dumps(reply, ensure_ascii=False).encode("utf-8", errors="replace")
+    while data:
+        data = data[os.write(_REPLY_FD, data):]
+    os._exit(0)
+
+
+def _collect(read_fd: int, pid: int, deadline_s: float, max_bytes: int) -> tuple[bytes, int, str | None]:
+    """The child's reply, its wait status, and why the template killed it (None: it exited by itself)."""
+    pidfd = os.pidfd_open(pid)
+    data, killed, reading, exited = bytearray(), None, True, False
+    deadline = time.monotonic() + deadline_s
+    try:
+        while reading or not exited:
+            watch = ([read_fd] if reading else []) + ([] if exited else [pidfd])
+            remaining = deadline - time.monotonic()
+            ready = select.select(watch, [], [], remaining)[0] if remaining > 0 else []
+            if not ready:
+                killed = "deadline"
+                break
+            exited = exited or pidfd in ready
+            if read_fd in ready:
+                chunk = os.read(read_fd, 1 << 16)
+                reading = bool(chunk)
+                data += chunk
+                if len(data) > max_bytes:
+                    killed = "output"
+                    break
+        if killed is not None:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(pidfd)
+        os.close(read_fd)
+    return bytes(data), status, killed
+
+
+def _verdict(data: bytes, status: int, killed: str | None, settings: dict) -> dict:
+    if killed == "deadline":
+        return {"ok": False, "content": f"error: tool call timed out after {settings['timeout_s']:g}s"}
+    if killed == "output":
+        return {"ok": False, "content": "error: tool wrote more output than the sandbox accepts"}
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig == signal.SIGXCPU:
+            return {"ok": False, "content": "error: tool exceeded its CPU time limit"}
+        return {"ok": False, "content": f"error: tool process crashed ({signal.Signals(sig).name})"}
+    try:
+        reply = json.loads(data)
+        if isinstance(reply, dict) and isinstance(reply.get("ok"), bool) and isinstance(reply.get("content"), str):
+            return {"ok": reply["ok"], "content": reply["content"]}
+    except ValueError:
+        pass
+    if not data:
+        return {"ok": False, "content": f"error: tool process crashed (exit code {os.WEXITSTATUS(status)})"}
+    return {"ok": False, "content": "error: tool process returned a malformed reply"}
+
+
+def _clear(scratch: str) -> None:
+    """Calls are stateless: nothing in scratch survives into the next one, whatever its permissions."""
+    def unlock_and_retry(func, path, _):
+        try:
+            os.chmod(os.path.dirname(path), stat.S_IRWXU)
+            os.chmod(path, stat.S_IRWXU) if not os.path.islink(path) else None
+            func(path)
+        except OSError:
+            pass
+
+    for name in os.listdir(scratch):
+        path = os.path.join(scratch, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, onerror=unlock_and_retry)
+        else:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
+def _reap() -> None:
+    """As a PID namespace's init the template inherits any orphan; none should exist (fork is refused)."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
+
+
+def _write_all(out, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[out.write(view):]
+
+
+def _enter_isolation(settings: dict) -> dict:
+    """Try every OS layer; returns which are active. May fork: the caller continues as the template."""
+    from toolmaster.tools import isolation
+
+    layers = {"user_namespace": False, "mount_namespace": False, "pid_namespace": False, "network_namespace": False,
+              "seccomp": False, "capabilities_dropped": False}
+    if settings["isolate"]:
+        try:
+            isolation.unshare_namespaces()
+        except OSError:
+            try:  # root without user namespaces can still cut the network
+                isolation._check(isolation._libc.unshare(isolation.CLONE_NEWNET), "unshare(net)")
+                layers["network_namespace"] = True
+            except OSError:
+                pass
+        else:
+            _become_pid_namespace_init()
+            layers.update(user_namespace=True, pid_namespace=True, network_namespace=True)
+            try:
+                settings["scratch"] = isolation.build_root(settings["scratch"], settings["scratch_mb"])
+                settings["readable"] = isolation.python_read_paths()
+                layers["mount_namespace"] = True
+            except OSError as err:
+                layers["mount_namespace_error"] = str(err)
+        try:  # after the root is built: the template needs no privilege to fork, wait and clear scratch
+            isolation.drop_capabilities()
+            layers["capabilities_dropped"] = True
+        except OSError:
+            pass
+        layers["seccomp"] = isolation.seccomp_supported() and _probe_seccomp()
+    return layers
+
+
+def _become_pid_namespace_init() -> None:
+    """After unshare(CLONE_NEWPID) only children enter the new namespace: fork; the parent stays as a shim
+    that exits with the template's status (the pool kills both as one process group)."""
+    pid = os.fork()
+    if pid == 0:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # init of a PID namespace: unhandled signals from inside are dropped
+        return
+    for fd in range(0, 16):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _, status = os.waitpid(pid, 0)
+    os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+
+
+def _probe_seccomp() -> bool:
+    from toolmaster.tools import isolation
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            isolation.install_seccomp()
+            os.fork()
+            os._exit(1)  # fork was allowed: the filter is not working
+        except OSError:
+            os._exit(0)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
 
 
 def main() -> None:
-    scratch, memory_mb, timeout_s, output_chars = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-    requests = os.fdopen(os.dup(0), "r")
-    replies = os.fdopen(os.dup(1), "w")
+    settings = json.loads(sys.argv[1])
+    requests = os.fdopen(os.dup(0), "rb", buffering=0)
+    replies = os.fdopen(os.dup(1), "wb", buffering=0)
     devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):  # tool code must not reach the protocol pipes through the standard fds
+    for fd in (0, 1, 2):  # children inherit /dev/null, never a protocol pipe
         os.dup2(devnull, fd)
-    os.chdir(scratch)
-    limit = memory_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024 * 1024,) * 2)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    network_namespace = _unshare_network()
-    signal.signal(signal.SIGALRM, _alarm)
-    import datetime, math, re, random, string, collections, itertools, functools  # noqa: F401,E401  warm common imports
-    _install_guard(scratch)
-    replies.write(json.dumps({"ready": True, "network_namespace": network_namespace}) + "\n")
-    replies.flush()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (_MAX_FDS, min(_MAX_FDS, resource.getrlimit(resource.RLIMIT_NOFILE)[1])))
+    import calendar, collections, csv, datetime, decimal, functools, itertools, math, random, re, string, unicodedata  # noqa: F401,E401,E501  warm what tools import
+    from toolmaster.tools import isolation  # noqa: F401  (children use it after the filesystem is gone)
+
+    settings.setdefault("readable", isolation.python_read_paths())
+    layers = _enter_isolation(settings)
+    os.chdir(settings["scratch"])
+    os.environ.update(HOME=settings["scratch"], TMPDIR=settings["scratch"])
+    import gc
+    gc.freeze()  # fewer copy-on-write page faults in each forked child
+    _write_all(replies, json.dumps({"ready": True, "layers": layers, "scratch": settings["scratch"]}).encode() + b"\n")
     compiled: dict = {}
-    for line in requests:
+    max_bytes = settings["output_chars"] * 8 + 4096
+    for line in io.BufferedReader(requests):
         try:
             request = json.loads(line)
-        except ValueError:
+            source = request["source"]
+            code = compiled.get(source)
+            if code is None:
+                code = compiled[source] = compile(source, f"<tool {request['function']}>", "exec")
+                if len(compiled) > 256:
+                    compiled.clear()
+        except (ValueError, KeyError, TypeError):
             reply = {"ok": False, "content": "error: sandbox received a malformed request"}
+        except (SyntaxError, RecursionError, MemoryError) as err:
+            reply = {"ok": False, "content": f"error: tool source does not compile: {type(err).__name__}: {err}"}
         else:
-            reply = _run(request, timeout_s, output_chars, compiled)
-            if len(compiled) > 256:
-                compiled.clear()
-        content = reply["content"]
-        if len(content) > output_chars:
-            reply["content"] = content[:output_chars] + f"...[truncated {len(content) - output_chars} chars]"
-        replies.write(json.dumps(reply, ensure_ascii=False) + "\n")
-        replies.flush()
+            read_fd, write_fd = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    os.close(read_fd)
+                    _child(write_fd, code, request, settings, layers)
+                finally:
+                    os._exit(70)
+            os.close(write_fd)
+            data, status, killed = _collect(read_fd, pid, settings["timeout_s"] + _GRACE_S, max_bytes)
+            reply = _verdict(data, status, killed, settings)
+            _clear(settings["scratch"])
+            _reap()
+        _write_all(replies, json.dumps(reply, ensure_ascii=False).encode() + b"\n")
 
 
 if __name__ == "__main__":

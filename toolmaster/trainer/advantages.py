@@ -19,20 +19,36 @@ def _outcome(record: dict, weights: dict) -> float:
     return weights.get(OUTCOME, 0.0) * record["rewards"].get(OUTCOME, 0.0)
 
 
-def episode_advantages(records: list[dict], group_size: int, weights: dict, std_normalize: bool = True) -> list[float]:
-    """Per episode: the group-normalized outcome plus the group-centred (unscaled) shaping terms."""
-    outcome = [_outcome(r, weights) for r in records]
-    shaping = [r["rewards"]["total"] - o for r, o in zip(records, outcome)]
-    a = group_advantages(outcome, group_size, std_normalize)
-    s = group_advantages(shaping, group_size, std_normalize=False)
-    return [x + y for x, y in zip(a, s)]
+def failed(record: dict) -> bool:
+    """An episode that raised (tool, grader, judge; see agent.loop): its reward says nothing about the policy."""
+    return bool(record.get("error"))
 
 
-def informative(records: list[dict], weights: dict) -> bool:
+def _live(records: list[dict], lo: int, group_size: int, include_failed: bool) -> list[int]:
+    return [i for i in range(lo, min(lo + group_size, len(records))) if include_failed or not failed(records[i])]
+
+
+def episode_advantages(records: list[dict], group_size: int, weights: dict, std_normalize: bool = True,
+                       include_failed: bool = False) -> list[float]:
+    """Per episode: the group-normalized outcome plus the group-centred (unscaled) shaping terms. Failed
+    episodes get 0 and take no part in their group's statistics unless ``include_failed``."""
+    out = [0.0] * len(records)
+    for lo in range(0, len(records), group_size):
+        idx = _live(records, lo, group_size, include_failed)
+        outcome = [_outcome(records[i], weights) for i in idx]
+        shaping = [records[i]["rewards"]["total"] - o for i, o in zip(idx, outcome)]
+        a = group_advantages(outcome, len(idx), std_normalize) if idx else []
+        s = group_advantages(shaping, len(idx), std_normalize=False) if idx else []
+        for i, x, y in zip(idx, a, s):
+            out[i] = x + y
+    return out
+
+
+def informative(records: list[dict], weights: dict, include_failed: bool = False) -> bool:
     """A group teaches something when its outcome varies (DAPO's dynamic-sampling criterion): in a group
     all right or all wrong the outcome advantage is zero and only shaping would be left."""
-    outcomes = [_outcome(r, weights) for r in records]
-    return max(outcomes) > min(outcomes)
+    outcomes = [_outcome(records[i], weights) for i in _live(records, 0, len(records), include_failed)]
+    return bool(outcomes) and max(outcomes) > min(outcomes)
 
 
 def loss_weights(lengths: list[int], aggregation: str) -> list[float]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from toolmaster import console
@@ -25,7 +26,8 @@ from toolmaster.envs import make_env
 from toolmaster.learner.group import LearnerGroup
 from toolmaster.ray_utils import init_ray
 from toolmaster.rollout.pool import RolloutPool
-from toolmaster.trainer.advantages import episode_advantages, informative, loss_weights
+from toolmaster.tools.sandbox import check_isolation
+from toolmaster.trainer.advantages import episode_advantages, failed, informative, loss_weights
 from toolmaster.trainer.curriculum import Curriculum
 from toolmaster.trainer.checkpoints import Checkpoints, has_engine_state
 from toolmaster.trainer.run_dir import RunDir
@@ -39,14 +41,16 @@ def _mean(xs) -> float:
 def build_batch(records: list[dict], g, reward_weights: dict) -> tuple[dict, dict]:
     """The sequences to train on, with per-sequence advantages; ``records`` come grouped by task."""
     group_size = g.group_size
+    with_failed = g.train_on_failed_episodes
     advantages = [a if a > 0 else g.negative_advantage_weight * a
-                  for a in episode_advantages(records, group_size, reward_weights, g.std_normalize)]
+                  for a in episode_advantages(records, group_size, reward_weights, g.std_normalize, with_failed)]
     keep = []
     for lo in range(0, len(records), group_size):
-        if g.drop_zero_variance and not informative(records[lo: lo + group_size], reward_weights):
+        if g.drop_zero_variance and not informative(records[lo: lo + group_size], reward_weights, with_failed):
             continue
         keep.extend(range(lo, lo + group_size))
-    trainable = [i for i in keep if any(records[i]["loss_mask"])]  # an episode cut before any sampled token
+    trainable = [i for i in keep if any(records[i]["loss_mask"])  # an episode cut before any sampled token
+                 and (with_failed or not failed(records[i]))]
     kept = [records[i] for i in trainable]
     batch = {"token_ids": [r["token_ids"] for r in kept], "loss_mask": [r["loss_mask"] for r in kept],
              "logprobs": [r["logprobs"] for r in kept], "advantages": [advantages[i] for i in trainable]}
@@ -93,8 +97,10 @@ class GRPOTrainer:
         start_from = (RunDir.checkpoint_of(cfg.run_dir) if resume else None) or model_dir
         check_model_dir(start_from, "--model")
         check_learner_plan(cfg, start_from)
+        sandbox_layers = check_isolation(cfg.sandbox)
         init_ray()
         self.cfg, self.run = cfg, RunDir(cfg, "grpo")
+        self.run.save_meta("sandbox_layers", sandbox_layers)
         self.checkpoints = Checkpoints(self.run, cfg.grpo.keep_checkpoints)
         self.step_index, self.version, self.updates = 0, 0, 0
         state = self.run.load_state() if resume else None
@@ -174,7 +180,8 @@ class GRPOTrainer:
         while True:
             for i, task in enumerate(tasks):
                 group = records[i * g.group_size: (i + 1) * g.group_size]
-                if len(kept_tasks) < g.prompts_per_step and informative(group, self.reward_weights):
+                if len(kept_tasks) < g.prompts_per_step and informative(group, self.reward_weights,
+                                                                        g.train_on_failed_episodes):
                     kept_tasks.append(task)
                     kept.extend(group)
             if len(kept_tasks) >= g.prompts_per_step or rounds >= g.max_sampling_rounds:
@@ -268,6 +275,8 @@ class GRPOTrainer:
             "time/rollout": t1 - t0, "time/advantages": t2 - t1, "time/train": t3 - t2, "time/sync": t4 - t3,
             **{f"time/episode_{k}": _mean(r["timings"][k] for r in sampled) for k in ("generate", "tools", "score")},
             "time/engine_reload": reload_s, "workers_replaced": self.pool.replaced, **rollout_info,
+            "failed_episodes": sum(map(failed, sampled)), "episode_retries": self.pool.episode_retries,
+            **{f"failed/{kind}": n for kind, n in Counter(r["error"]["kind"] for r in sampled if failed(r)).items()},
             "policy_versions": sorted({r["policy_version"] for r in sampled}),
             "rollout_workers": len(self.pool.workers), "scaling_events": self.pool.events[self._events_logged:],
             "staleness_max": max(self.version - 1 - r["policy_version"] for r in sampled),

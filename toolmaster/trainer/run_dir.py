@@ -21,6 +21,16 @@ class RunDir:
         self.wandb = wandb.init(project="toolmaster", name=f"{kind}-{self.path.name}", dir=str(self.path),
                                 config=cfg.model_dump(), reinit="finish_previous")
 
+    def save_meta(self, key: str, value) -> None:
+        """Facts about the run that are not per-step metrics (e.g. active sandbox layers), in meta.json."""
+        path = self.path / "meta.json"
+        meta = json.loads(path.read_text()) if path.exists() else {}
+        meta[key] = value
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(meta, indent=2))
+        os.replace(tmp, path)
+        self.wandb.config.update({key: value}, allow_val_change=True)
+
     def log(self, step: int, metrics: dict) -> None:
         record = {"step": step, **metrics}
         with open(self.metrics_path, "a") as f:
