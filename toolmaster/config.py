@@ -122,6 +122,8 @@ class ToolServerConfig(Section):
     api_keys: list[str] = Field(default_factory=list, description="accepted keys (body toolbench_key or Bearer); empty: open")
     key: str = Field("", description="the key environments send")
     max_concurrency: int = Field(32, ge=1, description="requests answered at once; more wait")
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="larger request bodies are a 413")
+    max_tool_input_chars: int = Field(65536, ge=16, description="a larger tool_input (as JSON) is a 413")
     timeout_s: float = Field(30.0, gt=0, description="client timeout per call")
 
     @model_validator(mode="after")

@@ -96,3 +96,62 @@ def test_docs_load_every_benchmark_api():
     assert registry.get("Data", "TheClique", "Songkick concert")["template_response"]
     with pytest.raises(FileNotFoundError, match="does not exist"):
         DocRegistry.from_paths(["/no/such/docs"])
+
+
+@pytest.mark.parametrize("field,value", [("category", ".."), ("category", "Data\\..\\.."), ("tool_name", "../../etc"),
+                                         ("tool_name", "x_for_Data/../../../tmp"), ("api_name", "a\x00b"),
+                                         ("tool_name", ".."), ("category", "Data_for_..")])
+def test_traversal_in_names_is_refused_and_touches_nothing(tmp_path, field, value):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    secret = tmp_path / "secret.json"  # a JSON file beside the cache that a traversal would read
+    secret.write_text(json.dumps({str({}): {"error": "", "response": "leaked"}}))
+    replies = iter([json.dumps({"error": "", "response": "simulated"})] * 10)
+    with FakeOpenAI(lambda messages: next(replies)) as fake:
+        cfg = server_cfg("env.tool_server.backends=[cache,simulator,fallback]", f"env.tool_server.cache_dir={cache}",
+                         f"env.tool_server.simulator.base_url={fake.base_url}")
+        client = TestClient(create_app(cfg))
+        before = sorted(p for p in tmp_path.rglob("*"))
+        reply = client.post("/virtual", json={**BODY, field: value, "tool_input": "{}"})
+        after = sorted(p for p in tmp_path.rglob("*"))
+    if reply.status_code == 200:  # normalization made it a plain name: it stayed inside the cache
+        assert "leaked" not in reply.text
+        assert all(p == secret or cache in p.parents or p == cache for p in after)
+    else:
+        assert reply.status_code == 422 and "not a plain name" in reply.text
+        assert before == after and not fake.requests
+    assert secret.read_text().count("leaked") == 1
+
+
+def test_cache_backend_refuses_paths_outside_even_when_called_directly(tmp_path):
+    from toolmaster.toolserver.backends import CacheBackend, PathOutsideCache
+
+    backend = CacheBackend(str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "Data").symlink_to(tmp_path)  # a symlink inside the cache that leads out
+    with pytest.raises(PathOutsideCache):
+        backend._file(("Data", "x_for_Data", "api"))
+    with pytest.raises(PathOutsideCache):
+        backend._file(("..", "x", "api"))
+
+
+def test_oversized_bodies_and_tool_inputs_are_413():
+    client = TestClient(create_app(server_cfg("env.tool_server.max_body_bytes=4096",
+                                              "env.tool_server.max_tool_input_chars=100")))
+    huge = client.post("/virtual", json={**BODY, "tool_input": json.dumps({"x": "y" * 10_000})})
+    assert huge.status_code == 413 and "over 4096 bytes" in huge.text
+    chunked = client.post("/virtual", content=iter([json.dumps(BODY).encode()[:10], b" " * 8192]),
+                          headers={"content-type": "application/json"})
+    assert chunked.status_code == 413
+    wide = client.post("/virtual", json={**BODY, "tool_input": json.dumps({"x": "y" * 200})})
+    assert wide.status_code == 413 and "tool_input over 100" in wide.text
+    assert client.post("/virtual", json=BODY).status_code == 200
+    assert client.get("/health").json()["counts"]["too_large"] == 3
+
+
+def test_serving_beyond_loopback_without_keys_warns():
+    from toolmaster.toolserver.process import open_to_network
+
+    assert open_to_network(server_cfg("env.tool_server.host=127.0.0.1")) is None
+    assert open_to_network(server_cfg("env.tool_server.host=0.0.0.0", "env.tool_server.api_keys=[k]")) is None
+    assert "beyond loopback" in open_to_network(server_cfg("env.tool_server.host=0.0.0.0"))

@@ -1,7 +1,8 @@
 """The FastAPI app: StableToolBench's ``POST /virtual`` (same request and response schema), ``GET /health``.
 
-Requests are validated (422 names the field), authorised by key when keys are configured (401), and
-answered by the first backend that has a response; at most ``max_concurrency`` are worked on at once.
+Requests are validated (422 names the field; names that would leave the cache directory are refused),
+bounded in size (413), authorised by key when keys are configured (401), and answered by the first backend
+that has a response; at most ``max_concurrency`` are worked on at once.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from toolmaster.toolserver.backends import CacheBackend, SimulatorBackend, VirtualCall, make_backends
 from toolmaster.toolserver.docs import DocRegistry
+from toolmaster.toolserver.names import escapes
 
 log = logging.getLogger("toolmaster.toolserver")
 
@@ -56,6 +58,25 @@ def create_app(cfg, docs: DocRegistry | None = None) -> FastAPI:
     app.state.in_flight = 0
     workers = ThreadPoolExecutor(cfg.max_concurrency, thread_name_prefix="virtual")  # backends block (files, LLM calls)
 
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        """413 before the body is parsed: by the declared length, or by what arrives when none is declared."""
+        from fastapi.responses import JSONResponse
+
+        declared = request.headers.get("content-length")
+        too_big = JSONResponse({"detail": f"request body over {cfg.max_body_bytes} bytes"}, status_code=413)
+        if declared is not None and declared.isdigit() and int(declared) > cfg.max_body_bytes:
+            counts["too_large"] += 1
+            return too_big
+        if declared is None and request.method == "POST":
+            size = 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > cfg.max_body_bytes:
+                    counts["too_large"] += 1
+                    return too_big
+        return await call_next(request)
+
     def check_key(request: Request, body: VirtualRequest) -> VirtualRequest:
         if cfg.api_keys:
             bearer = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
@@ -82,6 +103,13 @@ def create_app(cfg, docs: DocRegistry | None = None) -> FastAPI:
     @app.post("/virtual")
     async def virtual(body: VirtualRequest = Depends(check_key)) -> dict:
         call = VirtualCall(body.category, body.tool_name, body.api_name, body.tool_input)
+        why = escapes(call.parts)
+        if why:
+            counts["refused_name"] += 1
+            raise HTTPException(status_code=422, detail=f"category/tool_name/api_name: {why}")
+        if len(json.dumps(body.tool_input, default=str)) > cfg.max_tool_input_chars:
+            counts["too_large"] += 1
+            raise HTTPException(status_code=413, detail=f"tool_input over {cfg.max_tool_input_chars} characters")
         async with app.state.limit:
             app.state.in_flight += 1
             try:

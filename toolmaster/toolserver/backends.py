@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolmaster.toolserver.names import cache_path_parts
+from toolmaster.toolserver.names import cache_path_parts, escapes
 
 log = logging.getLogger("toolmaster.toolserver")
 
@@ -42,6 +42,10 @@ class Backend(ABC):
         """The response, or None when this backend has none (the next one is tried)."""
 
 
+class PathOutsideCache(ValueError):
+    pass
+
+
 class CacheBackend(Backend):
     """StableToolBench's cache: ``<dir>/<Category>/<tool>_for_<Category>/<api>.json`` = {repr(input): response}."""
     name = "cache"
@@ -52,7 +56,15 @@ class CacheBackend(Backend):
         self._lock = threading.Lock()
 
     def _file(self, parts) -> Path:
-        return self.root.joinpath(*parts[:2], parts[2] + ".json")
+        """The cache file of ``parts``, never outside the cache directory (the app refuses such names with
+        a 422 first; this is the second check, after normalization and symlinks)."""
+        why = escapes(parts)
+        path = self.root.joinpath(*parts[:2], parts[2] + ".json")
+        if why is None and not path.resolve().is_relative_to(self.root.resolve()):
+            why = f"{path} resolves outside the cache directory"
+        if why:
+            raise PathOutsideCache(why)
+        return path
 
     def _entries(self, parts) -> dict:
         if parts not in self._files:

@@ -41,3 +41,12 @@ def cache_path_parts(category: str, tool_name: str, api_name: str) -> tuple[str,
     if api.endswith(suffix):  # clients may send the agent-side function name as api_name
         api = api[: -len(suffix)]
     return cat, tool, api
+
+
+def escapes(parts: tuple[str, ...]) -> str | None:
+    """Why cache path parts could leave the cache directory (a separator, "..", a NUL), or None when each
+    is one plain path component."""
+    for part in parts:
+        if not part or part in (".", "..") or any(c in part for c in ("/", "\\", "\x00")):
+            return f"{part!r} is not a plain name (no path separators, '.', '..' or NUL)"
+    return None

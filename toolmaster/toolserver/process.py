@@ -19,7 +19,24 @@ def serve(cfg) -> None:
 
     from toolmaster.toolserver.app import create_app
 
+    warning = open_to_network(cfg)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port, log_level="warning")
+
+
+def open_to_network(cfg) -> str | None:
+    """A warning when the server listens beyond loopback and takes requests without a key."""
+    import ipaddress
+
+    try:
+        loopback = cfg.host == "localhost" or ipaddress.ip_address(cfg.host).is_loopback
+    except ValueError:  # a host name other than localhost
+        loopback = False
+    if loopback or cfg.api_keys:
+        return None
+    return (f"the tool server listens on {cfg.host}, beyond loopback, and accepts requests without a key: "
+            "anyone who can reach it can use its simulator and write to its cache; set env.tool_server.api_keys")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
