@@ -222,13 +222,17 @@ class RolloutPool:
         by the rollout loop, and replacements start from the newest handle)."""
         with self._lock:
             self.latest_handle = handle
-            workers = list(self.workers.values())
+            workers = list(self.workers.items())
         seconds = [0.0]
-        for ref in [w.update_weights.remote(handle) for w in workers]:
+        for wid, ref in [(wid, w.update_weights.remote(handle)) for wid, w in workers]:
             try:
-                seconds.append(ray.get(ref))
+                took = ray.get(ref)
             except RayActorError:
-                pass
+                continue
+            if took is None:  # its engine died: a replacement starts from this handle
+                self._replace(wid, "engine died during a weight update", kill=True)
+            else:
+                seconds.append(took)
         return max(seconds)
 
     def prompt_logprobs(self, token_ids: list[int]) -> list[list[float]]:

@@ -85,16 +85,21 @@ class RolloutWorker:
         return {"version": self.engine.version, "episodes_in_flight": self.in_flight,
                 "peak_episodes_in_flight": self.peak_in_flight, "episodes_completed": self.completed}
 
-    async def update_weights(self, handle: dict) -> float:
-        """Serve ``handle``'s version unless a newer one is already served. Updates run one at a time: a
-        joining worker's catch-up can overlap the next publish."""
+    async def update_weights(self, handle: dict) -> float | None:
+        """Serve ``handle``'s version unless a newer one is already served (None: the engine died). Updates
+        run one at a time: a joining worker's catch-up can overlap the next publish."""
+        from toolmaster.rollout.vllm_engine import EngineDead
+
         start = time.time()
         async with self._update_lock:
             if handle["version"] > self.engine.version:
                 if handle.get("preloaded"):  # the engine started from this version's checkpoint
                     self.engine.version = handle["version"]
                 else:
-                    await self.transport.apply(handle, self.engine, self.weights_dir)
+                    try:
+                        await self.transport.apply(handle, self.engine, self.weights_dir)
+                    except EngineDead:
+                        return None  # the pool replaces this worker
         return time.time() - start
 
     async def weight_transfer_rpc(self, method: str, payload=None) -> None:
