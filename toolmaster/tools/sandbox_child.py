@@ -48,9 +48,13 @@ class SandboxViolation(PermissionError):
     pass
 
 
-def _install_guard(scratch: str, readable: list[str]) -> None:
+def _guard_roots(scratch: str, readable: list[str]) -> tuple[str, list[str]]:
+    """Resolved once in the template (each realpath is a walk of system calls)."""
     scratch = os.path.realpath(scratch)
-    readable = [os.path.realpath(p) for p in readable] + [scratch, "/dev/null", "/dev/urandom"]
+    return scratch, [os.path.realpath(p) for p in readable] + [scratch, "/dev/null", "/dev/urandom"]
+
+
+def _install_guard(scratch: str, readable: list[str]) -> None:
 
     def under(path, roots) -> bool:
         if isinstance(path, int):  # an fd: the open that made it was checked
@@ -157,7 +161,7 @@ def _child(reply_fd: int, code, request: dict, settings: dict, layers: dict) -> 
         from toolmaster.tools import isolation
         isolation.install_seccomp()
     signal.signal(signal.SIGALRM, _alarm)
-    _install_guard(settings["scratch"], settings["readable"])
+    _install_guard(*settings["guard_roots"])
     sys.stdout = sys.stderr = _CappedIO(settings["output_chars"])
     reply = _run_tool(code, request["function"], request.get("arguments") or {}, settings["timeout_s"])
     cap = settings["output_chars"]
@@ -337,6 +341,7 @@ def main() -> None:
     settings.setdefault("readable", isolation.python_read_paths())
     layers = _enter_isolation(settings)
     os.chdir(settings["scratch"])
+    settings["guard_roots"] = _guard_roots(settings["scratch"], settings["readable"])
     os.environ.update(HOME=settings["scratch"], TMPDIR=settings["scratch"])
     import gc
     gc.freeze()  # fewer copy-on-write page faults in each forked child
