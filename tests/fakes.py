@@ -46,9 +46,23 @@ class FakeOpenAI:
 
 
 def failing_grader_hook() -> None:
-    """A Ray worker setup hook for tests: toolworld's grader raises for every task whose index is a multiple
-    of 3, in the worker processes only (the driver's code is untouched)."""
+    """A Ray worker setup hook for tests, in the worker processes only (the driver's code is untouched):
+    toolworld's grader raises for every task whose index is a multiple of 3, and after each episode's first
+    turn the task's first tool is called once through the worker's real tool runner, its observation added
+    (so a tool runs even when the tiny model calls none)."""
+    from toolmaster.agent import loop
     from toolmaster.envs.toolworld import ToolWorld
+
+    take_turn = loop.take_turn
+
+    def take_turn_and_probe(episode, task, text, runner, tracker):
+        take_turn(episode, task, text, runner, tracker)
+        if sum(m["role"] == "assistant" for m in episode.messages) == 1 and not episode.done:
+            tool = task.tools[0]
+            result = runner.run(tool, {p: "x" for p in tool.schema["parameters"].get("required", [])})
+            episode.messages.append({"role": "tool", "content": result.content})
+
+    loop.take_turn = take_turn_and_probe
 
     original = ToolWorld.grade
 

@@ -15,6 +15,7 @@ Started by ``SandboxPool`` as ``python -I -m toolmaster.tools.sandbox_child SETT
 """
 import io
 import json
+import marshal
 import os
 import resource
 import select
@@ -148,10 +149,29 @@ def _run_tool(code, function: str, arguments: dict, timeout_s: float) -> dict:
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
-def _child(reply_fd: int, code, request: dict, settings: dict, layers: dict) -> None:
-    """Runs in the forked child; never returns."""
+def _spare(settings: dict, layers: dict) -> tuple[int, int, int]:
+    """Fork the child that will run the next call, set up and waiting for it (the fork and the limits, filter
+    and hook are paid while the template waits for a request). Returns (pid, request fd, reply fd)."""
+    request_r, request_w = os.pipe()
+    reply_r, reply_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(request_w)
+            os.close(reply_r)
+            _child(request_r, reply_w, settings, layers)
+        finally:
+            os._exit(70)
+    os.close(request_r)
+    os.close(reply_w)
+    return pid, request_w, reply_r
+
+
+def _child(request_fd: int, reply_fd: int, settings: dict, layers: dict) -> None:
+    """Runs in the forked child: isolate, wait for one call, run it, reply, exit. Never returns."""
     os.dup2(reply_fd, _REPLY_FD)
-    os.closerange(_REPLY_FD + 1, _MAX_FDS)  # the template's protocol pipes included
+    os.dup2(request_fd, _REPLY_FD + 1)
+    os.closerange(_REPLY_FD + 2, _MAX_FDS)  # the template's protocol pipes included
     limit = settings["memory_mb"] * 1024 * 1024
     cpu = int(settings["timeout_s"]) + 1
     for res, value in ((resource.RLIMIT_AS, limit), (resource.RLIMIT_FSIZE, settings["scratch_mb"] << 20),
@@ -162,8 +182,15 @@ def _child(reply_fd: int, code, request: dict, settings: dict, layers: dict) -> 
         isolation.install_seccomp()
     signal.signal(signal.SIGALRM, _alarm)
     _install_guard(*settings["guard_roots"])
+    chunks = []
+    while chunk := os.read(_REPLY_FD + 1, 1 << 16):
+        chunks.append(chunk)
+    if not chunks:  # the template is gone or closing: nothing to run
+        os._exit(0)
+    os.close(_REPLY_FD + 1)
+    code, function, arguments = marshal.loads(b"".join(chunks))
     sys.stdout = sys.stderr = _CappedIO(settings["output_chars"])
-    reply = _run_tool(code, request["function"], request.get("arguments") or {}, settings["timeout_s"])
+    reply = _run_tool(code, function, json.loads(arguments), settings["timeout_s"])
     cap = settings["output_chars"]
     if len(reply["content"]) > cap:
         reply["content"] = reply["content"][:cap] + f"...[truncated {len(reply['content']) - cap} chars]"
@@ -171,6 +198,25 @@ def _child(reply_fd: int, code, request: dict, settings: dict, layers: dict) -> 
     while data:
         data = data[os.write(_REPLY_FD, data):]
     os._exit(0)
+
+
+def _call(spare: tuple[int, int, int], code, request: dict, settings: dict, max_bytes: int) -> dict:
+    pid, request_w, reply_r = spare
+    try:
+        _write_all_fd(request_w, marshal.dumps((code, request["function"],
+                                                json.dumps(request.get("arguments") or {}, default=str))))
+    except BrokenPipeError:
+        pass  # it died before reading (e.g. killed): its wait status says so
+    finally:
+        os.close(request_w)
+    data, status, killed = _collect(reply_r, pid, settings["timeout_s"] + _GRACE_S, max_bytes)
+    return _verdict(data, status, killed, settings)
+
+
+def _write_all_fd(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _collect(read_fd: int, pid: int, deadline_s: float, max_bytes: int) -> tuple[bytes, int, str | None]:
@@ -252,12 +298,6 @@ def _reap() -> None:
             pass
     except ChildProcessError:
         pass
-
-
-def _write_all(out, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[out.write(view):]
 
 
 def _enter_isolation(settings: dict) -> dict:
@@ -345,8 +385,9 @@ def main() -> None:
     os.environ.update(HOME=settings["scratch"], TMPDIR=settings["scratch"])
     import gc
     gc.freeze()  # fewer copy-on-write page faults in each forked child
-    _write_all(replies, json.dumps({"ready": True, "layers": layers, "scratch": settings["scratch"]}).encode() + b"\n")
+    _write_all_fd(replies.fileno(), json.dumps({"ready": True, "layers": layers, "scratch": settings["scratch"]}).encode() + b"\n")
     compiled: dict = {}
+    spare = None
     max_bytes = settings["output_chars"] * 8 + 4096
     for line in io.BufferedReader(requests):
         try:
@@ -362,20 +403,13 @@ def main() -> None:
         except (SyntaxError, RecursionError, MemoryError) as err:
             reply = {"ok": False, "content": f"error: tool source does not compile: {type(err).__name__}: {err}"}
         else:
-            read_fd, write_fd = os.pipe()
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    os.close(read_fd)
-                    _child(write_fd, code, request, settings, layers)
-                finally:
-                    os._exit(70)
-            os.close(write_fd)
-            data, status, killed = _collect(read_fd, pid, settings["timeout_s"] + _GRACE_S, max_bytes)
-            reply = _verdict(data, status, killed, settings)
+            spare = spare or _spare(settings, layers)
+            reply = _call(spare, code, request, settings, max_bytes)
+            spare = None
             _clear(settings["scratch"])
             _reap()
-        _write_all(replies, json.dumps(reply, ensure_ascii=False).encode() + b"\n")
+        _write_all_fd(replies.fileno(), json.dumps(reply, ensure_ascii=False).encode() + b"\n")
+        spare = spare or _spare(settings, layers)  # forked while the caller reads the reply
 
 
 if __name__ == "__main__":
