@@ -30,7 +30,7 @@ HOSTILE = {
     "opens a socket": ("import socket\ndef f(**_):\n    socket.create_connection(('127.0.0.1', 9))\n", "not allowed"),
     "uses ctypes": ("import ctypes\ndef f(**_):\n    ctypes.CDLL(None)\n", "not allowed"),
     "floods stdout": ("def f(**_):\n    while True:\n        print('x' * 4096)\n", "timed out"),
-    "floods its reply pipe": ("import os\ndef f(**_):\n    while True:\n        os.write(3, b'x' * 65536)\n", "output"),
+    "floods its reply pipe": ("import os\ndef f(**_):\n    while True:\n        os.write(3, b'x' * 65536)\n", "malformed"),
     # writes outside scratch, by every API
     "writes by path": ("def f(target, **_):\n    open(target + '/x', 'w').write('x')\n", None),
     "writes via dir_fd": ("import os\ndef f(target, **_):\n    fd = os.open(target, os.O_RDONLY)\n"

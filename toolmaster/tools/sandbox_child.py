@@ -173,10 +173,10 @@ def _child(request_fd: int, reply_fd: int, settings: dict, layers: dict) -> None
     os.dup2(request_fd, _REPLY_FD + 1)
     os.closerange(_REPLY_FD + 2, _MAX_FDS)  # the template's protocol pipes included
     limit = settings["memory_mb"] * 1024 * 1024
-    cpu = int(settings["timeout_s"]) + 1
+    cpu = int(settings["timeout_s"] + _GRACE_S) + 1  # a backstop: the template's wall-clock deadline comes first
     for res, value in ((resource.RLIMIT_AS, limit), (resource.RLIMIT_FSIZE, settings["scratch_mb"] << 20),
                        (resource.RLIMIT_CORE, 0), (resource.RLIMIT_CPU, cpu), (resource.RLIMIT_NOFILE, 64)):
-        resource.setrlimit(res, (value, value))
+        resource.setrlimit(res, (value, value + 1 if res == resource.RLIMIT_CPU else value))
     if layers.get("seccomp"):
         from toolmaster.tools import isolation
         isolation.install_seccomp()
@@ -195,12 +195,12 @@ def _child(request_fd: int, reply_fd: int, settings: dict, layers: dict) -> None
     if len(reply["content"]) > cap:
         reply["content"] = reply["content"][:cap] + f"...[truncated {len(reply['content']) - cap} chars]"
     data = json.dumps(reply, ensure_ascii=False).encode("utf-8", errors="replace")
-    while data:
-        data = data[os.write(_REPLY_FD, data):]
+    _write_all_fd(_REPLY_FD, len(data).to_bytes(8, "little") + data)
     os._exit(0)
 
 
-def _call(spare: tuple[int, int, int], code, request: dict, settings: dict, max_bytes: int) -> dict:
+def _call(spare: tuple[int, int, int], code, request: dict, settings: dict, max_bytes: int) -> tuple[dict, int | None]:
+    """The call's reply, and the child's pid while it still has to be killed and reaped."""
     pid, request_w, reply_r = spare
     try:
         _write_all_fd(request_w, marshal.dumps((code, request["function"],
@@ -210,7 +210,9 @@ def _call(spare: tuple[int, int, int], code, request: dict, settings: dict, max_
     finally:
         os.close(request_w)
     data, status, killed = _collect(reply_r, pid, settings["timeout_s"] + _GRACE_S, max_bytes)
-    return _verdict(data, status, killed, settings)
+    if status is None:
+        os.kill(pid, signal.SIGKILL)  # done (a thread may still run) or past its deadline
+    return _verdict(data, status, killed, settings), pid if status is None else None
 
 
 def _write_all_fd(fd: int, data: bytes) -> None:
@@ -219,13 +221,22 @@ def _write_all_fd(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _collect(read_fd: int, pid: int, deadline_s: float, max_bytes: int) -> tuple[bytes, int, str | None]:
-    """The child's reply, its wait status, and why the template killed it (None: it exited by itself)."""
+def _collect(read_fd: int, pid: int, deadline_s: float, max_bytes: int) -> tuple[bytes, int | None, str | None]:
+    """The child's reply frame (8-byte length, then JSON), its wait status (None: not waited for, because a
+    whole frame came first — the caller kills it), and why the template stopped it (deadline, or a length
+    no frame of the child's can have: malformed)."""
     pidfd = os.pidfd_open(pid)
     data, killed, reading, exited = bytearray(), None, True, False
     deadline = time.monotonic() + deadline_s
     try:
         while reading or not exited:
+            if len(data) >= 8:
+                need = int.from_bytes(data[:8], "little")
+                if need > max_bytes:  # the child frames at most output_chars: these bytes are not its frame
+                    killed = "malformed"
+                    break
+                if len(data) >= 8 + need:
+                    break
             watch = ([read_fd] if reading else []) + ([] if exited else [pidfd])
             remaining = deadline - time.monotonic()
             ready = select.select(watch, [], [], remaining)[0] if remaining > 0 else []
@@ -236,59 +247,57 @@ def _collect(read_fd: int, pid: int, deadline_s: float, max_bytes: int) -> tuple
             if read_fd in ready:
                 chunk = os.read(read_fd, 1 << 16)
                 reading = bool(chunk)
-                data += chunk
-                if len(data) > max_bytes:
-                    killed = "output"
-                    break
-        if killed is not None:
-            os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
+                data += chunk  # the length check above bounds it before the next read
+        status = os.waitpid(pid, 0)[1] if exited else None
     finally:
         os.close(pidfd)
         os.close(read_fd)
     return bytes(data), status, killed
 
 
-def _verdict(data: bytes, status: int, killed: str | None, settings: dict) -> dict:
+def _verdict(data: bytes, status: int | None, killed: str | None, settings: dict) -> dict:
+    need = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
+    if killed is None and len(data) == 8 + need:
+        try:
+            reply = json.loads(data[8:])
+            if isinstance(reply, dict) and isinstance(reply.get("ok"), bool) and isinstance(reply.get("content"), str):
+                return {"ok": reply["ok"], "content": reply["content"]}
+        except ValueError:
+            pass
     if killed == "deadline":
         return {"ok": False, "content": f"error: tool call timed out after {settings['timeout_s']:g}s"}
-    if killed == "output":
-        return {"ok": False, "content": "error: tool wrote more output than the sandbox accepts"}
-    if os.WIFSIGNALED(status):
+    if killed == "malformed":
+        return {"ok": False, "content": "error: tool process returned a malformed reply"}
+    if status is not None and os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         if sig == signal.SIGXCPU:
             return {"ok": False, "content": "error: tool exceeded its CPU time limit"}
         return {"ok": False, "content": f"error: tool process crashed ({signal.Signals(sig).name})"}
-    try:
-        reply = json.loads(data)
-        if isinstance(reply, dict) and isinstance(reply.get("ok"), bool) and isinstance(reply.get("content"), str):
-            return {"ok": reply["ok"], "content": reply["content"]}
-    except ValueError:
-        pass
-    if not data:
+    if not data and status is not None:
         return {"ok": False, "content": f"error: tool process crashed (exit code {os.WEXITSTATUS(status)})"}
     return {"ok": False, "content": "error: tool process returned a malformed reply"}
 
 
 def _clear(scratch: str) -> None:
-    """Calls are stateless: nothing in scratch survives into the next one, whatever its permissions."""
-    def unlock_and_retry(func, path, _):
-        try:
-            os.chmod(os.path.dirname(path), stat.S_IRWXU)
-            os.chmod(path, stat.S_IRWXU) if not os.path.islink(path) else None
-            func(path)
-        except OSError:
-            pass
-
-    for name in os.listdir(scratch):
-        path = os.path.join(scratch, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, onerror=unlock_and_retry)
-        else:
+    """Calls are stateless: nothing in scratch survives into the next one, whatever its permissions (the
+    template holds no capability, so unreadable directories are made readable first). Never raises."""
+    for root, dirs, _ in os.walk(scratch):  # top-down: a directory is opened after its mode was fixed here
+        for name in dirs:
+            path = os.path.join(root, name)
             try:
-                os.unlink(path)
+                if not os.path.islink(path):
+                    os.chmod(path, stat.S_IRWXU)
             except OSError:
                 pass
+    for name in os.listdir(scratch):
+        path = os.path.join(scratch, name)
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
+        except OSError:
+            pass
 
 
 def _reap() -> None:
@@ -390,6 +399,7 @@ def main() -> None:
     spare = None
     max_bytes = settings["output_chars"] * 8 + 4096
     for line in io.BufferedReader(requests):
+        unreaped = None
         try:
             request = json.loads(line)
             source = request["source"]
@@ -404,12 +414,15 @@ def main() -> None:
             reply = {"ok": False, "content": f"error: tool source does not compile: {type(err).__name__}: {err}"}
         else:
             spare = spare or _spare(settings, layers)
-            reply = _call(spare, code, request, settings, max_bytes)
+            reply, unreaped = _call(spare, code, request, settings, max_bytes)
             spare = None
+        _write_all_fd(replies.fileno(), json.dumps(reply, ensure_ascii=False).encode() + b"\n")
+        if unreaped is not None:  # killed before the reply went out; its exit is waited for only now
+            os.waitpid(unreaped, 0)
+        if spare is None:  # after a call: nothing it wrote survives, and the next child is ready early
             _clear(settings["scratch"])
             _reap()
-        _write_all_fd(replies.fileno(), json.dumps(reply, ensure_ascii=False).encode() + b"\n")
-        spare = spare or _spare(settings, layers)  # forked while the caller reads the reply
+            spare = _spare(settings, layers)
 
 
 if __name__ == "__main__":
