@@ -36,7 +36,10 @@ class _Worker:
         env = {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
                "HOME": self.scratch, "TMPDIR": self.scratch}  # nothing of the trainer's environment (API keys)
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-m", "toolmaster.tools.sandbox_child", json.dumps({**settings, "scratch": self.scratch})],
+            # -I ignores PYTHONPATH and the working directory: the package root is put first explicitly, so the
+            # child runs this checkout's code even where an installed copy lives elsewhere
+            [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {_package_root()!r}); "
+             "from toolmaster.tools.sandbox_child import run; run()", json.dumps({**settings, "scratch": self.scratch})],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
             cwd=_package_root(), start_new_session=True, text=True, bufsize=1)
         self._buffer = ""

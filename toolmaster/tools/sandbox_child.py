@@ -11,7 +11,7 @@ Layers, each reported at start (``SandboxPool.layers``):
 - Python: an audit hook (cannot be removed from Python) that refuses process creation, sockets, ctypes, and
   reads or writes outside the paths above — the only file guard where the kernel refuses namespaces.
 
-Started by ``SandboxPool`` as ``python -I -m toolmaster.tools.sandbox_child SETTINGS_JSON``.
+Started by ``SandboxPool`` as ``python -I -c "...; run()" SETTINGS_JSON`` (settings in ``sys.argv[1]``).
 """
 import io
 import json
@@ -425,9 +425,13 @@ def main() -> None:
             spare = _spare(settings, layers)
 
 
-if __name__ == "__main__":
+def run() -> None:
     try:
         main()
     except Exception:
         traceback.print_exc(file=sys.__stderr__)
         raise
+
+
+if __name__ == "__main__":
+    run()
