@@ -153,14 +153,25 @@ class CodebookConfig(Section):
     num_codes: int = Field(4, ge=2, le=50, description="K coded answers listed per task; one is rewarded")
 
 
+class AgentEnvConfig(Section):
+    """Your own agent as the environment (envs/agent.py): ``async def entry(task, client, model)``."""
+    entry: str | None = Field(None, description="package.module:function, an async function(task: dict, client: "
+                              "openai.AsyncOpenAI, model: str) -> float | dict with reward [, correct, metrics]")
+    tasks: str | None = Field(None, description="a JSONL file, one task (any JSON object) per line")
+    test_fraction: float = Field(0.2, ge=0.0, le=1.0, description="the last this share of tasks is the test split")
+    model_name: str = Field("policy", description="the model name the endpoint serves")
+    timeout_s: float = Field(600.0, gt=0, description="an agent episode running longer fails (agent_error)")
+
+
 class EnvConfig(Section):
-    name: Literal["toolworld", "toolhop", "stabletoolbench", "tmdb", "codebook"] = "toolworld"
+    name: Literal["toolworld", "toolhop", "stabletoolbench", "tmdb", "codebook", "agent"] = "toolworld"
     max_turns: int = Field(9, ge=1, description="assistant turns per episode (ToolHop's official limit is 9)")
     toolworld: ToolworldConfig = ToolworldConfig()
     toolhop: ToolHopConfig = ToolHopConfig()
     stabletoolbench: StableToolBenchConfig = StableToolBenchConfig()
     tmdb: TMDBConfig = TMDBConfig()
     codebook: CodebookConfig = CodebookConfig()
+    agent: AgentEnvConfig = AgentEnvConfig()
     tool_server: ToolServerConfig = ToolServerConfig()
     judge: JudgeConfig = JudgeConfig()
 

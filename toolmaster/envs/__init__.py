@@ -20,6 +20,9 @@ def make_env(env_cfg) -> Environment:
     if env_cfg.name == "codebook":
         from toolmaster.envs.codebook import Codebook
         return Codebook(env_cfg.codebook)
+    if env_cfg.name == "agent":
+        from toolmaster.envs.agent import AgentEnv
+        return AgentEnv(env_cfg.agent)
     raise ValueError(f"unknown environment {env_cfg.name!r}")
 
 

@@ -73,16 +73,18 @@ class VLLMEngine:
     def set_generation(self, generation) -> None:
         # Special tokens are kept in the text so that decode(token_ids) is the rendered conversation.
         self.params = self.sampling_params(generation)
+        self.default_generation = generation
 
-    def sampling_params(self, generation):
+    def sampling_params(self, generation, stop: list[str] | None = None):
         from vllm import SamplingParams
 
         return SamplingParams(max_tokens=generation.max_new_tokens, temperature=generation.temperature,
-                              logprobs=0, skip_special_tokens=False, stop_token_ids=[self.im_end])
+                              logprobs=0, skip_special_tokens=False, stop_token_ids=[self.im_end], stop=stop or None)
 
-    def set_episode_generation(self, episode_id: str, generation) -> None:
-        """Sampling settings for one episode only (greedy held-out evaluation on a training fleet)."""
-        self.episode_params[episode_id] = self.sampling_params(generation)
+    def set_episode_generation(self, episode_id: str, generation, stop: list[str] | None = None) -> None:
+        """Sampling settings for one episode only (greedy held-out evaluation on a training fleet, or what an
+        agent asks for on the endpoint)."""
+        self.episode_params[episode_id] = self.sampling_params(generation, stop)
 
     def _tokenize(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]

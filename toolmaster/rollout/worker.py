@@ -33,6 +33,26 @@ def untied_export(model_dir: str, out_dir: str) -> str:
     return out_dir
 
 
+def _segment(traj) -> dict:
+    return {"token_ids": traj.token_ids, "loss_mask": traj.loss_mask, "logprobs": traj.logprobs}
+
+
+def _joined(segments: list):
+    """One record's token fields over all of an agent's segments (metrics read these; the learner trains each
+    segment as its own sequence, rollout record ``segments``)."""
+    from toolmaster.rollout.trajectory import Trajectory
+
+    if not segments:
+        return None
+    joined = Trajectory(segments[0].episode_id, policy_version=min(t.policy_version for t in segments))
+    for t in segments:
+        joined.token_ids += t.token_ids
+        joined.loss_mask += t.loss_mask
+        joined.logprobs += t.logprobs
+        joined.generate_seconds += t.generate_seconds
+    return joined
+
+
 def _scratch_root() -> str:
     return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
 
@@ -68,6 +88,10 @@ class RolloutWorker:
         else:
             self.runner = ToolRunner.from_config(self.cfg.sandbox)
         self.transport = make_transport(self.cfg.rollout.weight_transport)
+        self.endpoint = None
+        if self.cfg.env.name == "agent":
+            from toolmaster.rollout.endpoint import AgentEndpoint
+            self.endpoint = AgentEndpoint(self.engine, self.cfg.env.agent.model_name)
         self.weights_dir = os.path.join(self.scratch, "weights")
         self.in_flight = self.peak_in_flight = self.completed = 0
         self._update_lock = asyncio.Lock()  # binds to the actor's event loop on first use
@@ -116,13 +140,19 @@ class RolloutWorker:
         start = time.perf_counter()
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        segments = None
         try:
-            ep = await run_episode(self.engine, task, self.env, self.runner, episode_id=episode_id,
-                                   max_turns=self.cfg.env.max_turns, trial=self.cfg.synth.trial,
-                                   reward_weights=self.cfg.rewards)
+            if self.endpoint is not None:  # a custom agent: it talks to this worker's endpoint
+                from toolmaster.agent.custom import run_custom_episode
+                ep, segments = await run_custom_episode(self.endpoint, self.env, task, episode_id,
+                                                        GenerationConfig(**generation) if generation else None)
+            else:
+                ep = await run_episode(self.engine, task, self.env, self.runner, episode_id=episode_id,
+                                       max_turns=self.cfg.env.max_turns, trial=self.cfg.synth.trial,
+                                       reward_weights=self.cfg.rewards)
         finally:
             self.in_flight -= 1
-        traj = self.engine.pop_trajectory(episode_id)
+        traj = self.engine.pop_trajectory(episode_id) if segments is None else _joined(segments)
         if ep.error is not None and self.engine.dead:  # not the episode's fault: the pool replaces this worker
             return {"episode_id": episode_id, "worker_unhealthy": True, "worker": self.worker_id,
                     "error": {"kind": "engine_dead", "message": ep.error["message"]}}
@@ -131,7 +161,8 @@ class RolloutWorker:
         self.completed += 1
         seconds = time.perf_counter() - start
         generate = traj.generate_seconds if traj else 0.0
-        return {**ep.to_record(), "messages": ep.messages,
+        extra = {"segments": [_segment(t) for t in segments]} if segments and len(segments) > 1 else {}
+        return {**ep.to_record(), **extra, "messages": ep.messages,
                 "token_ids": traj.token_ids if traj else [], "loss_mask": traj.loss_mask if traj else [],
                 "logprobs": traj.logprobs if traj else [],
                 "policy_version": traj.policy_version if traj else self.engine.version, "worker": self.worker_id,

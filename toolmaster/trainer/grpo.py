@@ -52,8 +52,10 @@ def build_batch(records: list[dict], g, reward_weights: dict) -> tuple[dict, dic
     trainable = [i for i in keep if any(records[i]["loss_mask"])  # an episode cut before any sampled token
                  and (with_failed or not failed(records[i]))]
     kept = [records[i] for i in trainable]
-    batch = {"token_ids": [r["token_ids"] for r in kept], "loss_mask": [r["loss_mask"] for r in kept],
-             "logprobs": [r["logprobs"] for r in kept], "advantages": [advantages[i] for i in trainable]}
+    # a custom agent whose client broke its history's prefix has several segments: each is a sequence
+    sequences = [(seq, advantages[i]) for i in trainable for seq in records[i].get("segments") or [records[i]]]
+    batch = {"token_ids": [s["token_ids"] for s, _ in sequences], "loss_mask": [s["loss_mask"] for s, _ in sequences],
+             "logprobs": [s["logprobs"] for s, _ in sequences], "advantages": [a for _, a in sequences]}
     info = {"trained_sequences": len(kept), "dropped_groups": (len(records) - len(keep)) // group_size,
             "advantage_abs_mean": _mean(abs(a) for a in batch["advantages"])}
     return batch, info

@@ -1,0 +1,44 @@
+"""The endpoint's message mapping: re-serialized histories replay the exact sampled text; tool calls are
+parsed by the protocol parser, malformed ones stay text."""
+import json
+
+from toolmaster.rollout.endpoint import Session, to_openai_message, to_protocol
+
+ADD = {"name": "add", "description": "add two integers",
+       "parameters": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+                      "required": ["a", "b"]}}
+SAMPLED = 'Let me add.<tool_call>\n{"name": "add", "arguments": {"a": 2, "b": 3}}\n</tool_call>'
+
+
+def test_tool_calls_are_parsed_and_malformed_ones_stay_text():
+    message, finish = to_openai_message(SAMPLED, [ADD])
+    assert finish == "tool_calls" and message["content"] == "Let me add."
+    assert [c["function"]["name"] for c in message["tool_calls"]] == ["add"]
+    assert json.loads(message["tool_calls"][0]["function"]["arguments"]) == {"a": 2, "b": 3}
+    for bad in ['<tool_call>{"name": "add", "arguments": {"a": 2}}</tool_call>',  # a required argument missing
+                '<tool_call>{"name": "mul", "arguments": {}}</tool_call>', '<tool_call>{not json', "just text"]:
+        message, finish = to_openai_message(bad, [ADD])
+        assert finish == "stop" and message == {"role": "assistant", "content": bad}
+
+
+def test_a_reserialized_history_replays_the_sampled_text():
+    session = Session()
+    returned, _ = to_openai_message(SAMPLED, [ADD])
+    session.turns.append((returned, SAMPLED))
+    call = returned["tool_calls"][0]
+    rewritten = {"role": "assistant", "content": "  Let me add.  ", "tool_calls": [
+        {"id": "other-id", "type": "function",
+         "function": {"name": "add", "arguments": json.dumps({"b": 3, "a": 2}, indent=2)}}]}
+    history = [{"role": "user", "content": "2+3?"}, rewritten,
+               {"role": "tool", "tool_call_id": call["id"], "content": "5"}]
+    out = to_protocol(history, session)
+    assert out[1] == {"role": "assistant", "content": SAMPLED}  # byte-exact: the recorded tokens extend
+    assert out[2] == {"role": "tool", "content": "5"}
+    changed = dict(rewritten, content="I will multiply.")
+    assert to_protocol([history[0], changed], session)[1]["content"] != SAMPLED  # a real rewrite is not replayed
+
+
+def test_content_parts_and_developer_messages():
+    out = to_protocol([{"role": "developer", "content": [{"type": "text", "text": "be brief"}]},
+                       {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image_url"}]}], Session())
+    assert out == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]

@@ -1,0 +1,76 @@
+"""Train any agent: an OpenAI-SDK agent (tests/agents.py) trains through each rollout worker's recording
+endpoint with the real engines."""
+import math
+from pathlib import Path
+
+import pytest
+import ray
+
+from tests.trainer.test_chaos import step_with_a_kill
+from tests.trainer.test_grpo import _config
+
+ROOT = str(Path(__file__).resolve().parents[2])
+TASKS = str(Path(__file__).resolve().parents[1] / "adder_tasks.jsonl")
+
+
+@pytest.fixture(scope="module")
+def ray_for_agents():
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": ROOT}})
+    yield
+    ray.shutdown()
+
+
+def _agent_config(run_dir, agent: str, steps: int = 2, extra=()):
+    return _config(run_dir, 2, steps=steps, extra=["env.name=agent", f"env.agent.entry=tests.agents:{agent}",
+                                                   f"env.agent.tasks={TASKS}", "rollout.num_workers=2",
+                                                   "rollout.num_cpus_per_worker=0.25", *extra])
+
+
+def test_an_openai_sdk_agent_trains_with_exact_trajectories(ray_for_agents, tmp_path, tiny_model_dir):
+    from toolmaster.trainer.grpo import GRPOTrainer
+
+    trainer = GRPOTrainer(_agent_config(tmp_path / "run", "adder"), tiny_model_dir)
+    try:
+        records = trainer.pool.run(trainer._tasks(0), 2, step=0)
+        for r in records:
+            assert r["error"] is None and "segments" not in r  # one conversation, one trajectory
+            assert r["stats"]["turns"] == 3
+            assert sum(r["loss_mask"]) == r["judgments"]["completion_tokens"] > 0  # mask 1 exactly on sampled
+            engine = trainer.pool.prompt_logprobs(r["token_ids"])[0]
+            sampled = [(a, b) for a, b, m in zip(engine, r["logprobs"], r["loss_mask"]) if m]
+            assert max(abs(a - b) for a, b in sampled) < 1e-4  # the engine's logprobs on the assembled ids
+        history = [trainer.step(), step_with_a_kill(trainer, 1, killed := [])]
+    finally:
+        trainer.close()
+    for step, h in enumerate(history):
+        assert set(h["episode_ids"]) == {f"s{step}-t{i}-g{j}" for i in range(2) for j in range(2)}  # B×G, no dupes
+        assert h["version"] == step + 1 and h["failed_episodes"] == 0 and math.isfinite(h["reward"])
+    assert killed and history[-1]["workers_replaced"] == 1
+
+
+def test_a_client_that_rewrites_its_history_is_still_one_trajectory(ray_for_agents, tmp_path, tiny_model_dir):
+    from toolmaster.trainer.grpo import GRPOTrainer
+
+    trainer = GRPOTrainer(_agent_config(tmp_path / "run", "rewriter", steps=1), tiny_model_dir)
+    try:
+        records = trainer.pool.run(trainer._tasks(0), 2, step=0)
+    finally:
+        trainer.close()
+    for r in records:
+        assert "segments" not in r and r["stats"]["turns"] == 3 and r["error"] is None
+        # three sampled turns in one sequence: three runs of mask 1
+        runs = sum(1 for i, m in enumerate(r["loss_mask"]) if m and (i == 0 or not r["loss_mask"][i - 1]))
+        assert runs == 3
+
+
+def test_an_agent_that_raises_fails_only_its_episodes(ray_for_agents, tmp_path, tiny_model_dir):
+    from toolmaster.trainer.grpo import GRPOTrainer
+
+    trainer = GRPOTrainer(_agent_config(tmp_path / "run", "raises", steps=1, extra=["rollout.episode_retries=0"]),
+                          tiny_model_dir)
+    try:
+        h = trainer.step()
+    finally:
+        trainer.close()
+    assert h["episodes"] == 4 and h["failed_episodes"] == 4 and h["failed/agent_error"] == 4
+    assert h["train/updates"] == 0
