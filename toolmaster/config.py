@@ -393,6 +393,12 @@ def check_runtime(cfg: Config) -> None:
         if not torch.cuda.is_available():
             raise ConfigError("rollout.weight_transport/learner.backend 'nccl' need CUDA GPUs; this machine has "
                               "none (use object_store and gloo on CPU)")
+    if cfg.env.name == "agent":  # the agent's code and tasks load here, so a typo fails before Ray starts
+        from toolmaster.envs import make_env
+        try:
+            make_env(cfg.env)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
 
 class ConfigError(ValueError):

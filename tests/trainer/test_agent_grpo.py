@@ -74,3 +74,23 @@ def test_an_agent_that_raises_fails_only_its_episodes(ray_for_agents, tmp_path, 
         trainer.close()
     assert h["episodes"] == 4 and h["failed_episodes"] == 4 and h["failed/agent_error"] == 4
     assert h["train/updates"] == 0
+
+
+def test_eval_cli_runs_an_agent_and_refuses_a_bad_entry(tmp_path, tiny_model_dir):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    base = [sys.executable, "-m", "toolmaster.cli", "eval", "--env", "agent", f"env.agent.tasks={TASKS}"]
+    bad = subprocess.run([*base, "env.agent.entry=tests.agents:nothing", "--policy", "model", "--model",
+                          tiny_model_dir, "--out", str(tmp_path / "bad")], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "tests.agents:nothing' is not an async function" in bad.stderr
+    assert "Started a local Ray" not in bad.stderr + bad.stdout
+    ok = subprocess.run([*base, "env.agent.entry=tests.agents:adder", "--policy", "model", "--model", tiny_model_dir,
+                         "--limit", "2", "--out", str(tmp_path / "eval")], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["env"] == "agent" and report["num_items"] == 2 and report["failed_episodes"] == {}
+    assert all(item["stats"]["turns"] == 3 for item in report["items"])

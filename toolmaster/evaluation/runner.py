@@ -74,8 +74,13 @@ def evaluate(cfg, out_dir: str | Path, policy=None, progress: Callable[[int, int
     from toolmaster.evaluation.report import build_report, write_report
     from toolmaster.toolserver.process import tool_server_for
 
+    from toolmaster.config import check_runtime
     from toolmaster.tools.sandbox import check_isolation
 
+    if cfg.env.name == "agent" and policy is None and cfg.eval.policy != "model":
+        from toolmaster.config import ConfigError
+        raise ConfigError("env agent runs your agent against a model's endpoint: use --policy model --model DIR")
+    check_runtime(cfg)
     sandbox_layers = check_isolation(cfg.sandbox)
     start = time.time()
     with tool_server_for(cfg) as cfg:

@@ -1,0 +1,113 @@
+"""Rollout time through the agent endpoint vs our native agent loop, in one run, on the same toolworld tasks
+and model (a ratio; these machines are noisy, so compare within one run).
+
+The endpoint side is an agent written only with the ``openai`` SDK (``sdk_toolworld_agent`` below): the
+same system prompt, the task's tools as ``tools=``, tool calls run in its own sandbox, the answer read from
+``<answer>``. Both sides run the same episodes (B tasks × G) on the same fleet size.
+
+    .venv/bin/python benchmarks/agent_endpoint.py --model runs/quickstart/sft/checkpoints/latest [--tasks 8 --group 4]
+"""
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = str(Path(__file__).resolve().parents[1])
+sys.path.insert(0, ROOT)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+_sandbox = None
+
+
+async def sdk_toolworld_agent(task: dict, client, model: str) -> dict:
+    """A toolworld episode through the OpenAI SDK: what a user's own agent would do."""
+    import asyncio
+
+    from toolmaster.tools.sandbox import SandboxPool
+
+    global _sandbox
+    _sandbox = _sandbox or SandboxPool(workers=2)
+    tools = {t["schema"]["name"]: t for t in task["tools"]}
+    messages = [{"role": "system", "content": task["system"]}, {"role": "user", "content": task["question"]}]
+    answer = None
+    for _ in range(task["max_turns"]):
+        reply = await client.chat.completions.create(model=model, messages=messages,
+                                                     tools=[{"type": "function", "function": t["schema"]}
+                                                            for t in task["tools"]])
+        message = reply.choices[0].message
+        messages.append(message.model_dump(exclude_none=True))
+        found = re.search(r"<answer>(.*?)</answer>", message.content or "", re.DOTALL)
+        if found:
+            answer = found.group(1)
+            break
+        for call in message.tool_calls or []:
+            tool = tools.get(call.function.name)
+            args = json.loads(call.function.arguments)
+            result = await asyncio.to_thread(_sandbox.call, tool["source"], tool["function"], args)
+            messages.append({"role": "tool", "tool_call_id": call.id, "content": result.content})
+        if not message.tool_calls:
+            messages.append({"role": "tool", "content": "error: no tool call or answer"})
+    correct = (answer or "").strip().lower() == task["reference"].strip().lower()
+    return {"reward": float(correct), "correct": correct}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--tasks", type=int, default=8)
+    ap.add_argument("--group", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=1)
+    args = ap.parse_args()
+
+    import ray
+
+    from toolmaster.config import build_config
+    from toolmaster.envs import make_env
+    from toolmaster.protocol import build_messages
+    from toolmaster.rollout.pool import RolloutPool
+
+    common = [f"rollout.num_workers={args.workers}", "env.max_turns=9"]
+    native_cfg = build_config({}, common)
+    tasks = make_env(native_cfg.env).tasks("test", args.tasks)
+    rows = [{"question": t.question, "reference": t.reference, "max_turns": 9,
+             "system": build_messages(t.question, True)[0]["content"],
+             "tools": [{"schema": tool.schema, "source": tool.executor.source, "function": tool.executor.function}
+                       for tool in t.tools]} for t in tasks]
+    path = Path(tempfile.mkdtemp()) / "tasks.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    agent_cfg = build_config({}, [*common, "env.name=agent", "env.agent.entry=benchmarks.agent_endpoint:sdk_toolworld_agent",
+                                  f"env.agent.tasks={path}", "env.agent.test_fraction=0"])
+    ray.init(include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": ROOT}})
+    results = {}
+    for name, cfg, run_tasks in (("native loop", native_cfg, tasks),
+                                 ("OpenAI-SDK agent via endpoint", agent_cfg, make_env(agent_cfg.env).tasks("train"))):
+        pool = RolloutPool(cfg, args.model)
+        try:
+            pool.run(run_tasks[:1], 1, step=-1)  # warm-up: engine, sandbox and endpoint started
+            start = time.perf_counter()
+            records = pool.run(run_tasks, args.group, step=0)
+            seconds = time.perf_counter() - start
+        finally:
+            pool.shutdown()
+        results[name] = {"seconds": seconds, "episodes": len(records),
+                         "success": sum(r["correct"] for r in records) / len(records),
+                         "turns": sum(r["stats"]["turns"] for r in records) / len(records),
+                         "sampled_tokens": sum(sum(r["loss_mask"]) for r in records) / len(records)}
+    ray.shutdown()
+    print(f"{'rollouts':32s} {'seconds':>8s} {'episodes':>9s} {'success':>8s} {'turns':>6s} {'sampled tok/ep':>15s}")
+    for name, r in results.items():
+        print(f"{name:32s} {r['seconds']:8.1f} {r['episodes']:9d} {r['success']:8.2f} {r['turns']:6.2f} "
+              f"{r['sampled_tokens']:15.1f}")
+    native, agent = results["native loop"], results["OpenAI-SDK agent via endpoint"]
+    per_token = (agent["seconds"] / max(agent["sampled_tokens"], 1)) / (native["seconds"] / max(native["sampled_tokens"], 1))
+    print(f"endpoint / native wall time = {agent['seconds'] / native['seconds']:.2f}; per sampled token = {per_token:.2f}")
+
+
+if __name__ == "__main__":
+    main()
