@@ -63,6 +63,7 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=8)
     ap.add_argument("--group", type=int, default=4)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--show", action="store_true", help="print the first episode's last request of each mode")
     args = ap.parse_args()
 
     import ray
@@ -95,6 +96,10 @@ def main() -> None:
             seconds = time.perf_counter() - start
         finally:
             pool.shutdown()
+        if args.show:
+            print(f"--- {name}: {records[0]['episode_id']}")
+            for m in records[0]["messages"][1:]:
+                print(f"{m['role']}: {m['content'][:300]!r}")
         results[name] = {"seconds": seconds, "episodes": len(records),
                          "success": sum(r["correct"] for r in records) / len(records),
                          "turns": sum(r["stats"]["turns"] for r in records) / len(records),

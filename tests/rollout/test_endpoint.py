@@ -1,5 +1,5 @@
-"""The endpoint's message mapping: re-serialized histories replay the exact sampled text; tool calls are
-parsed by the protocol parser, malformed ones stay text."""
+"""The endpoint's message mapping: re-serialized histories replay the exact sampled text; well-formed calls
+of offered tools become tool_calls, malformed ones stay text."""
 import json
 
 from toolmaster.rollout.endpoint import Session, to_openai_message, to_protocol
@@ -15,8 +15,12 @@ def test_tool_calls_are_parsed_and_malformed_ones_stay_text():
     assert finish == "tool_calls" and message["content"] == "Let me add."
     assert [c["function"]["name"] for c in message["tool_calls"]] == ["add"]
     assert json.loads(message["tool_calls"][0]["function"]["arguments"]) == {"a": 2, "b": 3}
-    for bad in ['<tool_call>{"name": "add", "arguments": {"a": 2}}</tool_call>',  # a required argument missing
-                '<tool_call>{"name": "mul", "arguments": {}}</tool_call>', '<tool_call>{not json', "just text"]:
+    # a probe with a required argument missing is still a call: the agent's tool reports what is missing
+    probe, finish = to_openai_message('<tool_call>{"name": "add", "arguments": {"a": 2}}</tool_call>', [ADD])
+    assert finish == "tool_calls" and json.loads(probe["tool_calls"][0]["function"]["arguments"]) == {"a": 2}
+    for bad in ['<tool_call>{"name": "mul", "arguments": {}}</tool_call>', '<tool_call>{not json',
+                '<tool_call>{"name": "add", "arguments": {}}', '<tool_call>{"name": "add", "arguments": [1]}</tool_call>',
+                "just text"]:
         message, finish = to_openai_message(bad, [ADD])
         assert finish == "stop" and message == {"role": "assistant", "content": bad}
 

@@ -12,18 +12,19 @@ closes the trajectory as a segment and starts a new one, whose earlier tokens al
 token is trained twice.
 
 Routes: ``GET /s/<session>/v1/models``, ``POST /s/<session>/v1/chat/completions`` (``stream`` too,
-``tools``, ``tool_choice``, ``max_tokens``, ``temperature``, ``stop``; ``tool_calls`` come back parsed by
-the protocol parser, a malformed call as plain text, never a 500).
+``tools``, ``tool_choice``, ``max_tokens``, ``temperature``, ``stop``; ``tool_calls`` come back for every
+well-formed call of an offered tool, a malformed call as plain text, never a 500).
 """
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
 
-from toolmaster.protocol import parse_turn, render_text
+from toolmaster.protocol import render_text
 from toolmaster.protocol.chat_format import IM_END
 
 
@@ -106,16 +107,30 @@ def to_protocol(messages: list[dict], session: Session) -> list[dict]:
     return out
 
 
+_CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
+
+
 def to_openai_message(text: str, schemas: list[dict]) -> tuple[dict, str]:
-    """The sampled text as an OpenAI assistant message and its finish reason: well-formed calls become
-    ``tool_calls``; anything that does not parse stays text."""
-    parsed = parse_turn(text, schemas)
-    calls = parsed.calls if parsed.ok else []
-    if not calls:
+    """The sampled text as an OpenAI assistant message and its finish reason. Each ``<tool_call>`` whose body
+    is a JSON object naming an offered tool, with an object of arguments, becomes a ``tool_calls`` entry —
+    arguments are not checked against the schema: as with any OpenAI-compatible server, running the call
+    (and reporting a missing argument) is the agent's job, which is what trial calls rely on. A turn with any
+    other ``<tool_call>`` body stays plain text."""
+    names = {s["name"] for s in schemas}
+    calls = []
+    for body in _CALL.findall(text):
+        try:
+            call = json.loads(body)
+        except ValueError:
+            return {"role": "assistant", "content": text}, "stop"
+        if not (isinstance(call, dict) and call.get("name") in names and isinstance(call.get("arguments", {}), dict)):
+            return {"role": "assistant", "content": text}, "stop"
+        calls.append(call)
+    if not calls or text.count("<tool_call>") != len(calls):  # an unclosed call is malformed too
         return {"role": "assistant", "content": text}, "stop"
     content = text.split("<tool_call>", 1)[0].strip()
     tool_calls = [{"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
-                   "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
+                   "function": {"name": c["name"], "arguments": json.dumps(c.get("arguments", {}), ensure_ascii=False)}}
                   for c in calls]
     return {"role": "assistant", "content": content or None, "tool_calls": tool_calls}, "tool_calls"
 
