@@ -24,6 +24,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from toolmaster.agent.loop import TurnRequest
 from toolmaster.protocol import render_text
 from toolmaster.protocol.chat_format import IM_END
 
@@ -40,14 +41,8 @@ class Session:
 
 
 @dataclass
-class _Request:
-    episode_id: str
-    messages: list[dict]
-    task: object
-
-
-@dataclass
 class _Tools:
+    """What ``VLLMEngine.respond`` reads of a task: the tool schemas to render."""
     schemas: list[dict]
 
 
@@ -237,7 +232,7 @@ class AgentEndpoint:
         session.last_messages = messages
         traj = self.engine.trajectories.get(sid)
         sampled_before = sum(traj.loss_mask) if traj else 0
-        text = await self.engine.respond(_Request(sid, messages, _Tools(schemas)))
+        text = await self.engine.respond(TurnRequest(sid, messages, _Tools(schemas)))
         if text is not None:
             session.rendered = rendered + text + IM_END
         traj = self.engine.trajectories.get(sid)
