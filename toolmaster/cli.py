@@ -15,7 +15,7 @@ from pathlib import Path
 from toolmaster.config import ConfigError, load_config
 
 
-ENVS = ["toolworld", "toolhop", "stabletoolbench", "tmdb", "codebook", "agent"]
+ENVS = ["toolworld", "toolhop", "stabletoolbench", "tmdb", "codebook", "agent", "verifiers"]
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -163,8 +163,27 @@ class AgentEnvConfig(Section):
     timeout_s: float = Field(600.0, gt=0, description="an agent episode running longer fails (agent_error)")
 
 
+class VerifiersEnvConfig(Section):
+    """A verifiers (v1) taskset as the environment (envs/verifiers_env.py; needs the ``[verifiers]`` extra)."""
+    id: str | None = Field(None, description="the taskset id: an installed module exporting one vf.Taskset")
+    args: dict[str, Any] = Field(default_factory=dict, description="the taskset's config fields (env.taskset.*)")
+    config: dict[str, Any] = Field(default_factory=dict, description="merged into verifiers' EnvConfig as is "
+                                   "(seats, timeouts, retries)")
+    harness: str = Field("null", description="the seat's harness id (null: verifiers' own chat program)")
+    runtime: str = Field("subprocess", description="the seat's runtime type; the default never leaves this machine")
+    max_tasks: int = Field(10000, ge=1, description="tasks read from the taskset at most (infinite tasksets)")
+    test_fraction: float = Field(0.2, ge=0.0, le=1.0, description="the last this share of tasks is the test split")
+    success_threshold: float = Field(1.0, description="an episode is correct when the trace's reward reaches this")
+    model_name: str = Field("policy", description="the model name the endpoint serves")
+    timeout_s: float = Field(600.0, gt=0, description="a rollout running longer fails (agent_error)")
+
+
+# environments whose episodes are outside code talking to the rollout worker's endpoint (envs/agent.py)
+ENDPOINT_ENVS = ("agent", "verifiers")
+
+
 class EnvConfig(Section):
-    name: Literal["toolworld", "toolhop", "stabletoolbench", "tmdb", "codebook", "agent"] = "toolworld"
+    name: Literal["toolworld", "toolhop", "stabletoolbench", "tmdb", "codebook", "agent", "verifiers"] = "toolworld"
     max_turns: int = Field(9, ge=1, description="assistant turns per episode (ToolHop's official limit is 9)")
     toolworld: ToolworldConfig = ToolworldConfig()
     toolhop: ToolHopConfig = ToolHopConfig()
@@ -172,6 +191,7 @@ class EnvConfig(Section):
     tmdb: TMDBConfig = TMDBConfig()
     codebook: CodebookConfig = CodebookConfig()
     agent: AgentEnvConfig = AgentEnvConfig()
+    verifiers: VerifiersEnvConfig = VerifiersEnvConfig()
     tool_server: ToolServerConfig = ToolServerConfig()
     judge: JudgeConfig = JudgeConfig()
 
@@ -393,7 +413,7 @@ def check_runtime(cfg: Config) -> None:
         if not torch.cuda.is_available():
             raise ConfigError("rollout.weight_transport/learner.backend 'nccl' need CUDA GPUs; this machine has "
                               "none (use object_store and gloo on CPU)")
-    if cfg.env.name == "agent":  # the agent's code and tasks load here, so a typo fails before Ray starts
+    if cfg.env.name in ENDPOINT_ENVS:  # the agent's code and tasks load here, so a typo fails before Ray starts
         from toolmaster.envs import make_env
         try:
             make_env(cfg.env)

@@ -23,6 +23,9 @@ def make_env(env_cfg) -> Environment:
     if env_cfg.name == "agent":
         from toolmaster.envs.agent import AgentEnv
         return AgentEnv(env_cfg.agent)
+    if env_cfg.name == "verifiers":
+        from toolmaster.envs.verifiers_env import VerifiersEnv
+        return VerifiersEnv(env_cfg.verifiers, env_cfg.max_turns)
     raise ValueError(f"unknown environment {env_cfg.name!r}")
 
 

@@ -44,10 +44,34 @@ def agent_result(value) -> tuple[float, bool, dict]:
     raise ValueError(f"the agent returned {type(value).__name__}; return a number or a dict with 'reward'")
 
 
-class AgentEnv(Environment):
-    name = "agent"
+class EndpointEnv(Environment):
+    """An environment whose episodes are outside code talking to the worker's recording endpoint
+    (agent/custom.py): ``agent(task_row, client, model)`` runs one episode and returns its reward. Tasks are
+    JSON rows; the last ``test_fraction`` of them is the test split."""
     metric = "success"
     splits = ("train", "test")
+
+    def _set_rows(self, rows: list[dict], test_fraction: float) -> None:
+        cut = len(rows) - round(len(rows) * test_fraction)
+        self._splits = {"train": rows[:cut], "test": rows[cut:]}
+
+    @property
+    def endpoint_model(self) -> str:
+        return self.cfg.model_name
+
+    def tasks(self, split: str = "train", num: int | None = None, start: int = 0) -> list[Task]:
+        self._check_split(split)
+        pool = [Task(id=f"{self.name}-{split}-{i}", question=json.dumps(row)[:500], tools=(),
+                     reference=str(row.get("answer", "")), metadata={"task": row})
+                for i, row in enumerate(self._splits[split])]
+        return self._slice(pool, num, start)
+
+    def grade(self, task: Task, episode) -> float | None:
+        return episode.grade  # the agent's own verdict, set where it ran (agent/custom.py)
+
+
+class AgentEnv(EndpointEnv):
+    name = "agent"
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -63,15 +87,4 @@ class AgentEnv(Environment):
                     raise ValueError(f"{cfg.tasks}:{n}: not a JSON object ({err})") from None
                 if not isinstance(rows[-1], dict):
                     raise ValueError(f"{cfg.tasks}:{n}: a task must be a JSON object")
-        cut = len(rows) - round(len(rows) * cfg.test_fraction)
-        self._splits = {"train": rows[:cut], "test": rows[cut:]}
-
-    def tasks(self, split: str = "train", num: int | None = None, start: int = 0) -> list[Task]:
-        self._check_split(split)
-        pool = [Task(id=f"agent-{split}-{i}", question=json.dumps(row)[:500], tools=(),
-                     reference=str(row.get("answer", "")), metadata={"task": row})
-                for i, row in enumerate(self._splits[split])]
-        return self._slice(pool, num, start)
-
-    def grade(self, task: Task, episode) -> float | None:
-        return episode.grade  # the agent's own verdict, set where it ran (rollout/worker.py)
+        self._set_rows(rows, cfg.test_fraction)

@@ -28,7 +28,11 @@ def build_report(cfg, env, tasks: list, records: list[dict], seconds: float) -> 
     if not graded and records:
         report["note"] = _NOT_COMPUTED.get(env.metric, f"{env.metric} not computed")
     for name in sorted({k for r in records for k in r.get("judgments", {})}):  # e.g. TMDB's judged success
-        report[f"{name}_rate"] = 100.0 * sum(r["judgments"].get(name, 0.0) for r in records) / len(records)
+        values = [r["judgments"].get(name, 0.0) for r in records]
+        if all(0.0 <= v <= 1.0 for v in values):  # a judged score: reported as a percentage
+            report[f"{name}_rate"] = 100.0 * sum(values) / len(records)
+        else:  # any other metric an outside agent returned (token counts, lengths): its mean
+            report[f"mean_{name}"] = sum(values) / len(records)
     report["breakdown"] = _breakdown(env, tasks, records) if graded else {}
     report["items"] = [{k: v for k, v in r.items() if k not in ("messages", "token_ids", "loss_mask", "logprobs")}
                        for r in records]

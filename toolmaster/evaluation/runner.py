@@ -77,9 +77,11 @@ def evaluate(cfg, out_dir: str | Path, policy=None, progress: Callable[[int, int
     from toolmaster.config import check_runtime
     from toolmaster.tools.sandbox import check_isolation
 
-    if cfg.env.name == "agent" and policy is None and cfg.eval.policy != "model":
+    from toolmaster.config import ENDPOINT_ENVS
+    if cfg.env.name in ENDPOINT_ENVS and policy is None and cfg.eval.policy != "model":
         from toolmaster.config import ConfigError
-        raise ConfigError("env agent runs your agent against a model's endpoint: use --policy model --model DIR")
+        raise ConfigError(f"env {cfg.env.name} runs outside agent code against a model's endpoint: use --policy "
+                          "model --model DIR")
     check_runtime(cfg)
     sandbox_layers = check_isolation(cfg.sandbox)
     start = time.time()

@@ -89,9 +89,9 @@ class RolloutWorker:
             self.runner = ToolRunner.from_config(self.cfg.sandbox)
         self.transport = make_transport(self.cfg.rollout.weight_transport)
         self.endpoint = None
-        if self.cfg.env.name == "agent":
+        if hasattr(self.env, "endpoint_model"):  # outside agent code (envs/agent.py) talks to this endpoint
             from toolmaster.rollout.endpoint import AgentEndpoint
-            self.endpoint = AgentEndpoint(self.engine, self.cfg.env.agent.model_name)
+            self.endpoint = AgentEndpoint(self.engine, self.env.endpoint_model)
         self.weights_dir = os.path.join(self.scratch, "weights")
         self.in_flight = self.peak_in_flight = self.completed = 0
         self._update_lock = asyncio.Lock()  # binds to the actor's event loop on first use
