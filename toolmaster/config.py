@@ -171,6 +171,8 @@ class VerifiersEnvConfig(Section):
                                    "(seats, timeouts, retries)")
     harness: str = Field("null", description="the seat's harness id (null: verifiers' own chat program)")
     runtime: str = Field("subprocess", description="the seat's runtime type; the default never leaves this machine")
+    allow_host_code: bool = Field(False, description="let a harness that runs model-written code (bash) do so in "
+                                  "the subprocess runtime, i.e. on this host outside the tool sandbox")
     max_tasks: int = Field(10000, ge=1, description="tasks read from the taskset at most (infinite tasksets)")
     test_fraction: float = Field(0.2, ge=0.0, le=1.0, description="the last this share of tasks is the test split")
     success_threshold: float = Field(1.0, description="an episode is correct when the trace's reward reaches this")

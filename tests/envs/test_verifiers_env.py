@@ -53,6 +53,12 @@ def test_a_bad_taskset_is_a_config_error_naming_it():
         make_env(build_config({}, ["env.name=verifiers"]).env)
     with pytest.raises(ValueError, match="cannot load 'no_such_taskset'"):
         make_env(build_config({}, ["env.name=verifiers", "env.verifiers.id=no_such_taskset"]).env)
+    with pytest.raises(ValueError, match="cannot load 'no_such_harness'"):
+        make_env(build_config({}, ["env.name=verifiers", "env.verifiers.id=vf_codes",
+                                   "env.verifiers.harness=no_such_harness"]).env)
+    # a harness that runs model-written shell commands would run them on this host: refused by default
+    with pytest.raises(ValueError, match="runs model-written code"):
+        make_env(build_config({}, ["env.name=verifiers", "env.verifiers.id=vf_codes", "env.verifiers.harness=bash"]).env)
 
 
 @needs_verifiers

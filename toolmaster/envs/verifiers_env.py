@@ -38,6 +38,21 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
+def _refuse_host_code(cfg) -> None:
+    """A harness that runs model-written code (bash, coding agents) in the subprocess runtime would run it on
+    the training host, outside the tool sandbox (tools/isolation.py): refused unless asked for."""
+    from verifiers.v1.utils.loaders import harness_class
+
+    try:
+        executes = harness_class(cfg.harness).EXECUTES_CODE
+    except Exception as err:  # noqa: BLE001 — an unknown harness id is a configuration error
+        raise ValueError(f"env.verifiers.harness: cannot load {cfg.harness!r} ({type(err).__name__}: {err})") from None
+    if executes and cfg.runtime == "subprocess" and not cfg.allow_host_code:
+        raise ValueError(f"env.verifiers.harness {cfg.harness!r} runs model-written code, and runtime 'subprocess' "
+                         "would run it on this host unsandboxed; use a container runtime (env.verifiers.runtime="
+                         "docker) or set env.verifiers.allow_host_code=true")
+
+
 class VerifiersEnv(EndpointEnv):
     name = "verifiers"
 
@@ -46,6 +61,7 @@ class VerifiersEnv(EndpointEnv):
             raise ValueError("env.verifiers.id must name an installed verifiers taskset (e.g. env.verifiers.id=wordle)")
         vf = _vf()
         self.cfg = cfg
+        _refuse_host_code(cfg)
         env_config = _merge({"taskset": {"id": cfg.id, **cfg.args},
                              "agent": {"harness": {"id": cfg.harness}, "runtime": {"type": cfg.runtime},
                                        "max_turns": max_turns}}, cfg.config)
