@@ -72,3 +72,20 @@ async def rewriter(task: dict, client, model: str) -> dict:
 async def raises(task: dict, client, model: str) -> float:
     await client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=4)
     raise RuntimeError("agent bug")
+
+
+async def stopper(task: dict, client, model: str) -> dict:
+    """The sampling limits a client sets: a turn cut by ``max_tokens`` ends with finish_reason ``length``;
+    a turn that hit a ``stop`` string is returned without it (OpenAI's behaviour)."""
+    messages = [{"role": "user", "content": "Count."}]
+    cut = await client.chat.completions.create(model=model, messages=messages, max_tokens=3)
+    messages += [cut.choices[0].message.model_dump(exclude_none=True), {"role": "user", "content": "Talk."}]
+    stops = ["a", "e", "o", " "]
+    stopped = await client.chat.completions.create(model=model, messages=messages, max_tokens=48, stop=stops,
+                                                   temperature=1.0)
+    content = stopped.choices[0].message.content or ""
+    return {"reward": 0.0, "metrics": {
+        "cut_is_length": float(cut.choices[0].finish_reason == "length" and cut.usage.completion_tokens == 3),
+        "stop_hit": float(stopped.choices[0].finish_reason == "stop"),
+        "stop_string_shown": float(any(s in content for s in stops)),
+        "stopped_tokens": stopped.usage.completion_tokens}}

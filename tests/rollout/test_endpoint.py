@@ -2,6 +2,8 @@
 of offered tools become tool_calls, malformed ones stay text."""
 import json
 
+import pytest
+
 from toolmaster.rollout.endpoint import Session, to_openai_message, to_protocol
 
 ADD = {"name": "add", "description": "add two integers",
@@ -46,3 +48,14 @@ def test_content_parts_and_developer_messages():
     out = to_protocol([{"role": "developer", "content": [{"type": "text", "text": "be brief"}]},
                        {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image_url"}]}], Session())
     assert out == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+
+
+def test_a_stop_string_is_cut_from_the_returned_text():
+    from toolmaster.rollout.endpoint import _stop_list, visible_text
+
+    assert visible_text("abc STOP def", ["STOP"]) == "abc "
+    assert visible_text("x; y. z", [".", ";"]) == "x"  # the earliest stop string ends the turn
+    assert visible_text("no stop here", ["##"]) == visible_text("no stop here", None) == "no stop here"
+    assert _stop_list({"stop": "x"}) == ["x"] and _stop_list({}) is None and _stop_list({"stop": ["a", "b"]}) == ["a", "b"]
+    with pytest.raises(ValueError, match="stop must be a string or a list of strings"):
+        _stop_list({"stop": 5})

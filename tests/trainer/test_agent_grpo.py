@@ -76,6 +76,24 @@ def test_an_agent_that_raises_fails_only_its_episodes(ray_for_agents, tmp_path, 
     assert h["train/updates"] == 0
 
 
+def test_max_tokens_and_stop_strings_behave_as_openai_documents(ray_for_agents, tmp_path, tiny_model_dir):
+    from toolmaster.rollout.pool import RolloutPool
+
+    cfg = _agent_config(tmp_path / "run", "stopper", extra=["rollout.num_workers=1"])
+    pool = RolloutPool(cfg, tiny_model_dir)
+    try:
+        from toolmaster.envs import make_env
+        records = pool.run(make_env(cfg.env).tasks("train", 2), 2, step=0)
+    finally:
+        pool.shutdown()
+    for r in records:
+        assert r["error"] is None and "segments" not in r
+        assert r["judgments"]["cut_is_length"] == 1.0  # 3 sampled tokens, finish_reason "length"
+        assert r["judgments"]["stop_string_shown"] == 0.0  # cut before the stop string whenever one was sampled
+        assert sum(r["loss_mask"]) == 3 + r["judgments"]["stopped_tokens"]  # the stop string's tokens were sampled
+    assert any(r["judgments"]["stop_hit"] for r in records)  # common letters: some turn met one
+
+
 def test_eval_cli_runs_an_agent_and_refuses_a_bad_entry(tmp_path, tiny_model_dir):
     import json
     import os

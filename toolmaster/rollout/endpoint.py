@@ -130,6 +130,22 @@ def to_openai_message(text: str, schemas: list[dict]) -> tuple[dict, str]:
     return {"role": "assistant", "content": content or None, "tool_calls": tool_calls}, "tool_calls"
 
 
+def visible_text(text: str, stop: list[str] | None) -> str:
+    """What an OpenAI server returns of a turn that ended on a stop string: the text before it. The tokens
+    that spelled the stop string were sampled, so they stay in the trajectory (and replay restores them)."""
+    cut = min((i for i in (text.find(s) for s in stop or [] if s) if i >= 0), default=len(text))
+    return text[:cut]
+
+
+def _stop_list(body: dict) -> list[str] | None:
+    stop = body.get("stop")
+    if stop is None or isinstance(stop, str):
+        return [stop] if stop else None
+    if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        return stop
+    raise ValueError(f"stop must be a string or a list of strings, got {stop!r}")
+
+
 def _bad_request(err):
     from aiohttp import web
 
@@ -201,7 +217,9 @@ class AgentEndpoint:
             except ValueError as err:  # max_tokens or temperature out of range
                 return _bad_request(err)
             if text is not None:
-                message, finish = to_openai_message(text, schemas)
+                message, finish = to_openai_message(visible_text(text, _stop_list(body)), schemas)
+                if self.engine.trajectories[sid].last_finish == "length":
+                    finish = "length"  # cut by max_tokens: the client must not take it for a finished turn
                 session.turns.append((message, text))
         if text is None:
             return web.json_response({"error": {"message": "the conversation no longer fits the model's context "
@@ -225,9 +243,8 @@ class AgentEndpoint:
         generation = self.base_generation.get(sid, self.engine.default_generation)
         overrides = {k: v for k, v in (("max_new_tokens", body.get("max_tokens") or body.get("max_completion_tokens")),
                                        ("temperature", body.get("temperature"))) if v is not None}
-        stop = body.get("stop")
         self.engine.set_episode_generation(sid, GenerationConfig(**{**generation.model_dump(), **overrides}),
-                                           stop=[stop] if isinstance(stop, str) else stop)
+                                           stop=_stop_list(body))
         session.requests += 1
         session.last_messages = messages
         traj = self.engine.trajectories.get(sid)

@@ -18,6 +18,7 @@ class Trajectory:
     rendered_chars: int = 0  # how much of the rendered conversation the ids cover
     generate_seconds: float = 0.0  # time spent waiting on the engine
     turns: int = 0  # assistant turns sampled so far (each seeds its own sampling)
+    last_finish: str = "stop"  # why the engine ended the last turn: "stop" (end token or stop string) or "length"
 
     def extend(self, ids: list[int], sampled: bool, logprobs: list[float] | None = None) -> None:
         self.token_ids.extend(ids)
