@@ -1,9 +1,11 @@
 """Rollout time through the agent endpoint vs our native agent loop, in one run, on the same toolworld tasks
 and model (a ratio; these machines are noisy, so compare within one run).
 
-The endpoint side is an agent written only with the ``openai`` SDK (``sdk_toolworld_agent`` below): the
-same system prompt, the task's tools as ``tools=``, tool calls run in its own sandbox, the answer read from
-``<answer>``. Both sides run the same episodes (B tasks × G) on the same fleet size.
+The endpoint side is an agent written with the ``openai`` SDK (``sdk_toolworld_agent`` below): the same
+system prompt, the task's tools as ``tools=``, ``tool_calls`` run by the agent through the native loop's
+tool runner and turn rules, so that the model reads the same observations. Both sides run the same
+episodes (B tasks × G, the same episode ids and seeds) on the same fleet size; the script prints how many
+episodes came out identical (same sampled tokens), so the ratio is the endpoint's own cost.
 
     .venv/bin/python benchmarks/agent_endpoint.py --model runs/quickstart/sft/checkpoints/latest [--tasks 8 --group 4]
 """
@@ -22,38 +24,48 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 
-_sandbox = None
+_shared = {}
 
 
 async def sdk_toolworld_agent(task: dict, client, model: str) -> dict:
-    """A toolworld episode through the OpenAI SDK: what a user's own agent would do."""
+    """A toolworld episode through the OpenAI SDK, with the native loop's turn semantics on the client side
+    (the same tool runner, the same observation for an unreadable or empty turn): the model reads the same
+    observations as in the native loop, so with the per-episode seeds both sides sample the same episodes
+    and the ratio is the endpoint's own cost."""
     import asyncio
 
-    from toolmaster.tools.sandbox import SandboxPool
+    from toolmaster.agent.episode import Episode
+    from toolmaster.agent.loop import take_turn
+    from toolmaster.config import build_config
+    from toolmaster.envs import make_env
+    from toolmaster.protocol import EpisodeStats
+    from toolmaster.tools.base import ToolRunner
 
-    global _sandbox
-    _sandbox = _sandbox or SandboxPool(workers=2)
-    tools = {t["schema"]["name"]: t for t in task["tools"]}
+    if not _shared:
+        cfg = build_config({}, [])
+        _shared["runner"] = ToolRunner.from_config(cfg.sandbox)
+        _shared["tasks"] = {t.id: t for t in make_env(cfg.env).tasks("test", task["num_tasks"])}
+    runner, native = _shared["runner"], _shared["tasks"][task["task_id"]]
+    shadow = Episode(episode_id="shadow", task_id=native.id, messages=[], tools=native.schemas)
+    tracker = EpisodeStats()
     messages = [{"role": "system", "content": task["system"]}, {"role": "user", "content": task["question"]}]
-    answer = None
     for _ in range(task["max_turns"]):
         reply = await client.chat.completions.create(model=model, messages=messages,
-                                                     tools=[{"type": "function", "function": t["schema"]}
-                                                            for t in task["tools"]])
+                                                     tools=[{"type": "function", "function": s} for s in native.schemas])
         message = reply.choices[0].message
         messages.append(message.model_dump(exclude_none=True))
-        found = re.search(r"<answer>(.*?)</answer>", message.content or "", re.DOTALL)
-        if found:
-            answer = found.group(1)
+        text = (message.content or "") + "".join(
+            "<tool_call>" + json.dumps({"name": c.function.name, "arguments": json.loads(c.function.arguments)})
+            + "</tool_call>" for c in message.tool_calls or [])
+        before = len(shadow.messages)
+        await asyncio.to_thread(take_turn, shadow, native, text, runner, tracker)
+        if shadow.done:
             break
-        for call in message.tool_calls or []:
-            tool = tools.get(call.function.name)
-            args = json.loads(call.function.arguments)
-            result = await asyncio.to_thread(_sandbox.call, tool["source"], tool["function"], args)
-            messages.append({"role": "tool", "tool_call_id": call.id, "content": result.content})
-        if not message.tool_calls:
-            messages.append({"role": "tool", "content": "error: no tool call or answer"})
-    correct = (answer or "").strip().lower() == task["reference"].strip().lower()
+        observations = [m["content"] for m in shadow.messages[before + 1:]]
+        ids = [c.id for c in message.tool_calls or []]
+        messages += [{"role": "tool", "tool_call_id": ids[i] if i < len(ids) else f"obs-{i}", "content": content}
+                     for i, content in enumerate(observations)]
+    correct = (shadow.answer or "").strip().lower() == task["reference"].strip().lower()
     return {"reward": float(correct), "correct": correct}
 
 
@@ -76,10 +88,8 @@ def main() -> None:
     common = [f"rollout.num_workers={args.workers}", "env.max_turns=9"]
     native_cfg = build_config({}, common)
     tasks = make_env(native_cfg.env).tasks("test", args.tasks)
-    rows = [{"question": t.question, "reference": t.reference, "max_turns": 9,
-             "system": build_messages(t.question, True)[0]["content"],
-             "tools": [{"schema": tool.schema, "source": tool.executor.source, "function": tool.executor.function}
-                       for tool in t.tools]} for t in tasks]
+    rows = [{"task_id": t.id, "num_tasks": args.tasks, "question": t.question, "reference": t.reference,
+             "max_turns": 9, "system": build_messages(t.question, True)[0]["content"]} for t in tasks]
     path = Path(tempfile.mkdtemp()) / "tasks.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     agent_cfg = build_config({}, [*common, "env.name=agent", "env.agent.entry=benchmarks.agent_endpoint:sdk_toolworld_agent",
@@ -103,13 +113,17 @@ def main() -> None:
         results[name] = {"seconds": seconds, "episodes": len(records),
                          "success": sum(r["correct"] for r in records) / len(records),
                          "turns": sum(r["stats"]["turns"] for r in records) / len(records),
-                         "sampled_tokens": sum(sum(r["loss_mask"]) for r in records) / len(records)}
+                         "sampled_tokens": sum(sum(r["loss_mask"]) for r in records) / len(records),
+                         "sampled": {r["episode_id"]: [t for t, m in zip(r["token_ids"], r["loss_mask"]) if m]
+                                     for r in records}}
     ray.shutdown()
     print(f"{'rollouts':32s} {'seconds':>8s} {'episodes':>9s} {'success':>8s} {'turns':>6s} {'sampled tok/ep':>15s}")
     for name, r in results.items():
         print(f"{name:32s} {r['seconds']:8.1f} {r['episodes']:9d} {r['success']:8.2f} {r['turns']:6.2f} "
               f"{r['sampled_tokens']:15.1f}")
     native, agent = results["native loop"], results["OpenAI-SDK agent via endpoint"]
+    same = sum(native["sampled"][k] == agent["sampled"].get(k) for k in native["sampled"])
+    print(f"episodes with identical sampled tokens on both sides: {same} / {len(native['sampled'])}")
     per_token = (agent["seconds"] / max(agent["sampled_tokens"], 1)) / (native["seconds"] / max(native["sampled_tokens"], 1))
     print(f"endpoint / native wall time = {agent['seconds'] / native['seconds']:.2f}; per sampled token = {per_token:.2f}")
 
