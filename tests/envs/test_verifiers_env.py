@@ -76,7 +76,11 @@ def test_the_taskset_splits_into_train_and_test():
 
 @needs_verifiers
 def test_a_verifiers_taskset_trains_two_grpo_steps(ray_for_verifiers, tmp_path, tiny_model_dir):
+    from transformers import AutoTokenizer
+
     from toolmaster.trainer.grpo import GRPOTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
 
     trainer = GRPOTrainer(_vf_config(tmp_path / "run"), tiny_model_dir)
     try:
@@ -86,6 +90,7 @@ def test_a_verifiers_taskset_trains_two_grpo_steps(ray_for_verifiers, tmp_path, 
             # the reward is the verifiers trace's, its named reward among the metrics
             assert r["rewards"]["correctness"] == r["judgments"]["reward/exact"] in (0.0, 1.0)
             assert r["judgments"]["reply_chars"] >= 0
+            assert "codes_lookup" in tokenizer.decode(r["token_ids"])  # the toolset's tool reached the prompt
             assert sum(r["loss_mask"]) > 0
             engine = trainer.pool.prompt_logprobs(r["token_ids"])[0]
             sampled = [(a, b) for a, b, m in zip(engine, r["logprobs"], r["loss_mask"]) if m]
