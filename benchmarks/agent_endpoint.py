@@ -12,7 +12,6 @@ episodes came out identical (same sampled tokens), so the ratio is the endpoint'
 import argparse
 import json
 import os
-import re
 import sys
 import tempfile
 import time

@@ -74,12 +74,10 @@ def evaluate(cfg, out_dir: str | Path, policy=None, progress: Callable[[int, int
     from toolmaster.evaluation.report import build_report, write_report
     from toolmaster.toolserver.process import tool_server_for
 
-    from toolmaster.config import check_runtime
+    from toolmaster.config import ENDPOINT_ENVS, ConfigError, check_runtime
     from toolmaster.tools.sandbox import check_isolation
 
-    from toolmaster.config import ENDPOINT_ENVS
     if cfg.env.name in ENDPOINT_ENVS and policy is None and cfg.eval.policy != "model":
-        from toolmaster.config import ConfigError
         raise ConfigError(f"env {cfg.env.name} runs outside agent code against a model's endpoint: use --policy "
                           "model --model DIR")
     check_runtime(cfg)

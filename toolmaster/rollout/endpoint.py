@@ -213,11 +213,12 @@ class AgentEndpoint:
             except (ValueError, KeyError, TypeError, AttributeError) as err:
                 return _bad_request(err)
             try:
-                text, usage = await self._generate(sid, session, messages, schemas, body)
-            except ValueError as err:  # max_tokens or temperature out of range
+                stop = _stop_list(body)
+                text, usage = await self._generate(sid, session, messages, schemas, body, stop)
+            except ValueError as err:  # stop, max_tokens or temperature out of range
                 return _bad_request(err)
             if text is not None:
-                message, finish = to_openai_message(visible_text(text, _stop_list(body)), schemas)
+                message, finish = to_openai_message(visible_text(text, stop), schemas)
                 if self.engine.trajectories[sid].last_finish == "length":
                     finish = "length"  # cut by max_tokens: the client must not take it for a finished turn
                 session.turns.append((message, text))
@@ -232,7 +233,8 @@ class AgentEndpoint:
             return web.json_response(reply)
         return await self._stream(request, reply)
 
-    async def _generate(self, sid: str, session: Session, messages: list[dict], schemas: list[dict], body: dict):
+    async def _generate(self, sid: str, session: Session, messages: list[dict], schemas: list[dict], body: dict,
+                        stop: list[str] | None):
         from toolmaster.config import GenerationConfig
 
         rendered = render_text(messages, schemas, add_generation_prompt=True)
@@ -244,7 +246,7 @@ class AgentEndpoint:
         overrides = {k: v for k, v in (("max_new_tokens", body.get("max_tokens") or body.get("max_completion_tokens")),
                                        ("temperature", body.get("temperature"))) if v is not None}
         self.engine.set_episode_generation(sid, GenerationConfig(**{**generation.model_dump(), **overrides}),
-                                           stop=_stop_list(body))
+                                           stop=stop)
         session.requests += 1
         session.last_messages = messages
         traj = self.engine.trajectories.get(sid)

@@ -131,7 +131,7 @@ class VLLMEngine:
         ids = list(sample.token_ids)
         traj.last_finish = "length" if sample.finish_reason == "length" else "stop"
         traj.extend(ids, sampled=True, logprobs=[lp[t].logprob for t, lp in zip(ids, sample.logprobs)])
-        if not ids or ids[-1] != self.im_end:  # cut by max_tokens: close the turn as the template does
+        if not ids or ids[-1] != self.im_end:  # cut (max_tokens, stop string): close the turn as the template does
             traj.extend([self.im_end], sampled=False)
             text = self.tokenizer.decode(ids)
         else:

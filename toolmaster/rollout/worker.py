@@ -89,7 +89,8 @@ class RolloutWorker:
             self.runner = ToolRunner.from_config(self.cfg.sandbox)
         self.transport = make_transport(self.cfg.rollout.weight_transport)
         self.endpoint = None
-        if hasattr(self.env, "endpoint_model"):  # outside agent code (envs/agent.py) talks to this endpoint
+        from toolmaster.envs.agent import EndpointEnv
+        if isinstance(self.env, EndpointEnv):  # outside agent code (envs/agent.py) talks to this endpoint
             from toolmaster.rollout.endpoint import AgentEndpoint
             self.endpoint = AgentEndpoint(self.engine, self.env.endpoint_model)
         self.weights_dir = os.path.join(self.scratch, "weights")
