@@ -3,7 +3,7 @@ GRPO model evaluated on the same held-out tasks (greedy, one rollout fleet), sid
 GRPO moved the weights.
 
     .venv/bin/python benchmarks/grpo_gain.py --model runs/sft/checkpoints/latest --out runs/gain \
-        [--eval-tasks 200] [key=value ...]     # e.g. grpo.steps=20 grpo.prompts_per_step=8 grpo.group_size=8
+        [--eval-tasks 200] [--after GRPO_CHECKPOINT] [key=value ...]   # e.g. grpo.steps=20 grpo.group_size=8
 
 Prints success, finish rate, trial calls, corrections and turns per episode for both models, their
 difference, and the relative L2 distance of the GRPO weights from the SFT weights (and the largest change).
@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--config", default="configs/quickstart.yaml")
     ap.add_argument("--eval-tasks", type=int, default=200)
+    ap.add_argument("--after", help="an existing GRPO checkpoint to compare instead of training one")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
 
@@ -53,8 +54,8 @@ def main() -> None:
 
     out = Path(args.out)
     cfg = load_config(args.config, [f"run_dir={out / 'grpo'}", *args.overrides])
-    grpo = train_grpo(cfg, args.model)
-    after = str(out / "grpo" / "checkpoints" / "latest")
+    history = train_grpo(cfg, args.model)["history"] if not args.after else []
+    after = args.after or str(out / "grpo" / "checkpoints" / "latest")
     eval_cfg = cfg.model_copy(deep=True)
     eval_cfg.eval.num_tasks = args.eval_tasks
     reports = evaluate_stages(eval_cfg, out, {"sft": args.model, "grpo": after})
@@ -63,7 +64,7 @@ def main() -> None:
     rows = {stage: {k: r[k] for k in keys} for stage, r in reports.items()}
     summary = {"stages": rows, "weight_change_relative_l2": rel, "weight_change_max": biggest,
                "overrides": args.overrides, "eval_tasks": args.eval_tasks,
-               "train_success": [h["success"] for h in grpo["history"]]}
+               "train_success": [h["success"] for h in history]}
     (out / "gain.json").write_text(json.dumps(summary, indent=2))
     print(f"{'model':<6}" + "".join(f"{k:>18}" for k in keys))
     for stage, r in rows.items():

@@ -22,3 +22,14 @@ def test_copy_loss_falls_well_below_chance():
     chance = torch.log(torch.tensor(60.0)).item()  # uniform over the 60 tokens the copies use
     assert facts["copy_loss_first"] > 0.8 * chance
     assert facts["copy_loss_last"] < 0.5 * chance
+
+
+def test_copy_pretraining_uses_every_core_and_gives_them_back():
+    from toolmaster.models.pretrain import all_cores
+
+    torch.set_num_threads(1)
+    with all_cores():
+        inside = torch.get_num_threads()
+    assert torch.get_num_threads() == 1  # the actors started after the build keep their one thread each
+    import os
+    assert inside == (os.cpu_count() or 1)

@@ -8,6 +8,8 @@ loss on the second x only.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import time
 
@@ -33,6 +35,20 @@ def copy_batch(rng: random.Random, vocab: list[int], sep: int, batch: int, min_l
     return torch.tensor(rows), torch.tensor(masks)
 
 
+@contextlib.contextmanager
+def all_cores():
+    """The build runs alone in the driver before any actor starts, so it may use every core (the CLI pins
+    OMP_NUM_THREADS=1 for the actors' sake); measured 0.135 → 0.082 s per copy step on 2 cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def pretrain_copy(model, vocab: list[int], sep: int, steps: int, lr: float = 2e-3, batch: int = 32,
                   min_len: int = 4, max_len: int = 24, seed: int = 0, texts: list[list[int]] | None = None,
                   progress=None) -> dict:
@@ -45,21 +61,22 @@ def pretrain_copy(model, vocab: list[int], sep: int, steps: int, lr: float = 2e-
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
     model.train()
     losses, start = [], time.time()
-    for step in range(steps):
-        ids, mask = copy_batch(rng, vocab, sep, batch, min_len, max_len, texts)
-        logits = model(ids).logits[:, :-1]
-        target, m = ids[:, 1:], mask[:, 1:].float()
-        nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1),
-                                                reduction="none").view_as(m)
-        loss = (nll * m).sum() / m.sum()
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if progress:
-            progress(step + 1, steps)
+    with all_cores():
+        for step in range(steps):
+            ids, mask = copy_batch(rng, vocab, sep, batch, min_len, max_len, texts)
+            logits = model(ids).logits[:, :-1]
+            target, m = ids[:, 1:], mask[:, 1:].float()
+            nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1),
+                                                    reduction="none").view_as(m)
+            loss = (nll * m).sum() / m.sum()
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            if progress:
+                progress(step + 1, steps)
     model.eval()
     tail = losses[-20:]
     return {"copy_steps": steps, "copy_loss_first": round(losses[0], 3) if losses else None,
