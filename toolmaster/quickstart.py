@@ -50,7 +50,7 @@ def rl_gain(sft: dict, grpo: dict) -> dict:
     gain = grpo["success"] - sft["success"]
     trials = grpo["mean_trial_calls"] / sft["mean_trial_calls"] if sft["mean_trial_calls"] else None
     return {"success": round(gain, 3), "trial_calls_ratio": None if trials is None else round(trials, 3),
-            "target": f"success +{TARGET_GAIN}, trial calls >= {TARGET_TRIAL_RATIO} x SFT's",
+            "target": f"success +{TARGET_GAIN:.2f}, trial calls >= {TARGET_TRIAL_RATIO} x SFT's",
             "met": gain >= TARGET_GAIN and (trials is None or trials >= TARGET_TRIAL_RATIO)}
 
 
@@ -123,6 +123,7 @@ def quickstart(cfg, out_dir: str) -> dict:
           f"SFT {result['success']['sft']:.3f}, GRPO {result['success']['grpo']:.3f}; "
           f"report: {out / 'report.json'}; wall time {timings['total_s']} s")
     gain = result["rl_gain"]
-    print(f"GRPO over SFT: success {gain['success']:+.3f}, trial calls x{gain['trial_calls_ratio']} "
-          f"(target: {gain['target']}): {'met' if gain['met'] else 'not met'}")
+    trials = "no trial calls" if gain["trial_calls_ratio"] is None else f"trial calls x{gain['trial_calls_ratio']}"
+    print(f"GRPO over SFT: success {gain['success']:+.3f}, {trials} (target: {gain['target']}): "
+          f"{'met' if gain['met'] else 'not met'}")
     return result
