@@ -49,7 +49,8 @@ class DifficultyLevel(Section):
 
 class CurriculumConfig(Section):
     """Toolworld difficulty driven by recent training success, kept inside [target_low, target_high]."""
-    enabled: bool = False
+    enabled: bool = Field(False, description="off: measured to lower held-out success 0.90 → 0.74-0.76 by "
+                          "teaching early answers on two-hop tasks (README, Curriculum)")
     target_low: float = Field(0.3, ge=0.0, le=1.0, description="recent success below this: one level easier")
     target_high: float = Field(0.7, ge=0.0, le=1.0, description="recent success above this: one level harder")
     window: int = Field(2, ge=1, description="steps of training success averaged for a decision")
