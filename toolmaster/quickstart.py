@@ -110,8 +110,8 @@ def quickstart(cfg, out_dir: str) -> dict:
                                  if "eval/success" in r},
         "grpo_train_success": [h["success"] for h in grpo["history"]],
         "eval_tasks": reports["untrained"]["num_items"], "split": "test (held-out tools)", "timings": timings,
+        "rl_gain": rl_gain(reports["sft"], reports["grpo"]),
     }
-    result["rl_gain"] = rl_gain(reports["sft"], reports["grpo"])
     (out / "report.json").write_text(json.dumps(result, indent=2))
     console.print_table(
         "toolworld held-out test tools", ["stage", "success", "finish rate", "trial calls / ep", "corrections / ep"],

@@ -1,10 +1,11 @@
 """Copy pre-training: the tiny model learns to repeat a token span it has just read."""
+import os
 import random
 
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from toolmaster.models.pretrain import copy_batch, pretrain_copy
+from toolmaster.models.pretrain import all_cores, copy_batch, pretrain_copy
 
 
 def test_copy_batch_layout():
@@ -25,11 +26,8 @@ def test_copy_loss_falls_well_below_chance():
 
 
 def test_copy_pretraining_uses_every_core_and_gives_them_back():
-    from toolmaster.models.pretrain import all_cores
-
     torch.set_num_threads(1)
     with all_cores():
         inside = torch.get_num_threads()
     assert torch.get_num_threads() == 1  # the actors started after the build keep their one thread each
-    import os
     assert inside == (os.cpu_count() or 1)
