@@ -42,6 +42,7 @@ class ModelConfig(Section):
 
 class DifficultyLevel(Section):
     """Toolworld knobs one curriculum level sets (unset: the toolworld section's value)."""
+    min_hops: int | None = Field(None, ge=1, le=6)
     max_hops: int | None = Field(None, ge=1, le=6)
     distractors: int | None = Field(None, ge=0, le=8)
     quirk_rate: float | None = Field(None, ge=0.0, le=1.0)

@@ -106,3 +106,16 @@ def test_scripted_teacher_trajectories_replay_correct(cfg):
                         assert replayed.content == ep.messages[i + 1]["content"]
     finally:
         runner.close()
+
+
+def test_reports_break_success_down_by_hops_and_first_rule(cfg):
+    from toolmaster.evaluation.report import build_report
+
+    env = make_env(cfg.env)
+    tasks = env.tasks("test", 60)
+    assert {t.metadata["group"].split("/")[0] for t in tasks} == {"1-hop", "2-hop"}
+    # a policy that solves exactly the one-hop tasks scores 1 on every one-hop group and 0 on the rest
+    records = [{"grade": float(t.metadata["hops"] == 1), "correct": t.metadata["hops"] == 1, "finish_reason": "answer",
+                "stats": {}, "episode_id": str(i)} for i, t in enumerate(tasks)]
+    breakdown = build_report(cfg, env, tasks, records, 0.0)["breakdown"]
+    assert breakdown == {f"group={t.metadata['group']}": float(t.metadata["hops"] == 1) for t in tasks}

@@ -37,6 +37,15 @@ def test_tasks_follow_the_level_and_state_resumes():
     assert resumed.update(0.9)["curriculum/level"] == 2  # the window carried over
 
 
+def test_a_level_can_fix_the_hop_count():
+    # one level with a hop floor: a fixed training mix (two-hop tasks only), whatever the success
+    cur = Curriculum(build_config({"env": {"toolworld": {"curriculum": {
+        "enabled": True, "start_level": 0, "levels": [{"min_hops": 2, "max_hops": 2}]}}}}).env.toolworld)
+    assert {t.metadata["hops"] for t in cur.tasks("train", 30, start=0)} == {2}
+    cur.update(1.0), cur.update(1.0)
+    assert cur.level == 0 and cur.knobs()["min_hops"] == 2
+
+
 def test_bad_curriculum_settings_fail_at_load():
     import pytest
 

@@ -85,6 +85,8 @@ def generate_task(cfg, split: str, index: int) -> Task:
         question=_question(relations[:hops], chain[0]),
         tools=tuple(tools[i] for i in order),
         reference=chain[-1],
-        metadata={"split": split, "hops": hops, "chain": chain, "plan": names[:hops],
+        # the report's breakdown: hops/the first tool's rule, the axes the held-out failures follow (README)
+        metadata={"split": split, "hops": hops, "group": f"{hops}-hop/{quirks[names[0]]['kind']}",
+                  "chain": chain, "plan": names[:hops],
                   "params": dict(zip(names, params)), "relations": dict(zip(names, relations)), "quirks": quirks},
     )
