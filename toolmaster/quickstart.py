@@ -14,10 +14,13 @@ from toolmaster.config import dump_config
 from toolmaster.trainer.run_dir import RunDir
 
 
-def evaluate_stages(cfg, out: Path, stages: dict) -> dict:
+def evaluate_stages(cfg, out: Path, stages: dict, reach_of: str | None = None) -> dict:
     """Each stage's checkpoint on toolworld's held-out test split, on one rollout fleet: the pool starts
-    with the first checkpoint and loads each next one as a new weight version (no engine restarts)."""
-    from toolmaster.evaluation.runner import evaluate, fleet_config
+    with the first checkpoint and loads each next one as a new weight version (no engine restarts).
+    ``reach_of``: that stage's report also gets ``reach``, its failures sampled as GRPO groups."""
+    from toolmaster.envs import make_env
+    from toolmaster.evaluation.reach import sample_failures
+    from toolmaster.evaluation.runner import eval_tasks, evaluate, fleet_config
     from toolmaster.ray_utils import init_ray
     from toolmaster.rollout.pool import RolloutPool
     from toolmaster.weights.object_store import checkpoint_handle
@@ -35,6 +38,11 @@ def evaluate_stages(cfg, out: Path, stages: dict) -> dict:
             eval_cfg.eval.model = path
             with console.progress(f"evaluating {stage}", 0) as advance:
                 reports[stage] = evaluate(eval_cfg, out / f"eval_{stage}", progress=advance, pool=pool)
+            if stage == reach_of:
+                with console.status(f"sampling the {stage} model's failures ({cfg.grpo.group_size} per task)"):
+                    reports[stage]["reach"] = sample_failures(
+                        pool, eval_tasks(eval_cfg, make_env(eval_cfg.env)), reports[stage]["items"],
+                        cfg.grpo.group_size, cfg.rollout.generation.model_dump())
     finally:
         pool.shutdown()
     return reports
@@ -47,11 +55,18 @@ TARGET_TRIAL_RATIO = 0.8
 
 
 def rl_gain(sft: dict, grpo: dict) -> dict:
+    """GRPO's held-out gain against the target; with the SFT report's ``reach``, also the share of the tasks
+    that SFT fails and GRPO's sampler solves at least once: what outcome-reward RL can learn from."""
     gain = grpo["success"] - sft["success"]
     trials = grpo["mean_trial_calls"] / sft["mean_trial_calls"] if sft["mean_trial_calls"] else None
-    return {"success": round(gain, 3), "trial_calls_ratio": None if trials is None else round(trials, 3),
-            "target": f"success +{TARGET_GAIN:.2f}, trial calls >= {TARGET_TRIAL_RATIO} x SFT's",
-            "met": gain >= TARGET_GAIN and (trials is None or trials >= TARGET_TRIAL_RATIO)}
+    out = {"success": round(gain, 3), "trial_calls_ratio": None if trials is None else round(trials, 3),
+           "target": f"success +{TARGET_GAIN:.2f}, trial calls >= {TARGET_TRIAL_RATIO} x SFT's",
+           "met": gain >= TARGET_GAIN and (trials is None or trials >= TARGET_TRIAL_RATIO)}
+    if "reach" in sft:
+        r = sft["reach"]
+        out.update(sft_failures=r["failures"], reachable_failures=r["reachable"],
+                   reachable_share=round(r["reachable"] / max(r["tasks"], 1), 3))
+    return out
 
 
 def quickstart(cfg, out_dir: str) -> dict:
@@ -92,7 +107,8 @@ def quickstart(cfg, out_dir: str) -> dict:
 
     t4 = time.time()
     reports = evaluate_stages(cfg, out, {"untrained": str(model_dir), "sft": sft["checkpoint"],
-                                          "grpo": str(Path(grpo["run_dir"]) / "checkpoints" / "latest")})
+                                          "grpo": str(Path(grpo["run_dir"]) / "checkpoints" / "latest")},
+                              reach_of="sft")
     timings["eval_s"] = round(time.time() - t4, 1)
     timings["total_s"] = round(time.time() - t0, 1)
 
@@ -111,6 +127,7 @@ def quickstart(cfg, out_dir: str) -> dict:
         "grpo_train_success": [h["success"] for h in grpo["history"]],
         "eval_tasks": reports["untrained"]["num_items"], "split": "test (held-out tools)", "timings": timings,
         "rl_gain": rl_gain(reports["sft"], reports["grpo"]),
+        "sft_reach": reports["sft"].get("reach"),
     }
     (out / "report.json").write_text(json.dumps(result, indent=2))
     console.print_table(
@@ -126,4 +143,8 @@ def quickstart(cfg, out_dir: str) -> dict:
     trials = "no trial calls" if gain["trial_calls_ratio"] is None else f"trial calls x{gain['trial_calls_ratio']}"
     print(f"GRPO over SFT: success {gain['success']:+.3f}, {trials} (target: {gain['target']}): "
           f"{'met' if gain['met'] else 'not met'}")
+    if "reachable_failures" in gain:
+        print(f"SFT failed {gain['sft_failures']} of {result['eval_tasks']} held-out tasks; GRPO's sampler solved "
+              f"{gain['reachable_failures']} of them at least once in {cfg.grpo.group_size} tries (outcome-reward "
+              f"RL learns only from those: {gain['reachable_share']:.2f} of the tasks)")
     return result
