@@ -7,10 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-
-def group_of(task) -> str:
-    """The task's group as evaluation reports break scores down (toolworld: hops/the first tool's rule)."""
-    return str(task.metadata.get("group") or task.metadata.get("hop_count") or "all")
+from toolmaster.evaluation.report import group_key
 
 
 def sample_failures(pool, tasks: list, records: list[dict], samples: int, generation: dict) -> dict:
@@ -24,8 +21,9 @@ def sample_failures(pool, tasks: list, records: list[dict], samples: int, genera
     wins = {i: sum(r["correct"] for r in sampled[j * samples:(j + 1) * samples]) for j, i in enumerate(failed)}
     groups: dict[str, dict] = defaultdict(lambda: {"tasks": 0, "greedy_correct": 0, "failures": 0, "reachable": 0,
                                                   "sampled_wins": 0})
+    by = group_key(tasks)  # the reports' breakdown key
     for i, task in enumerate(tasks):
-        for key in (group_of(task), "all"):
+        for key in ([str(task.metadata[by])] if by else []) + ["all"]:
             g = groups[key]
             g["tasks"] += 1
             g["greedy_correct"] += int(records[i]["correct"])

@@ -39,8 +39,13 @@ def build_report(cfg, env, tasks: list, records: list[dict], seconds: float) -> 
     return report
 
 
+def group_key(tasks: list) -> str | None:
+    """The metadata key that breaks these tasks' scores down (toolworld: hops/the first tool's rule)."""
+    return next((k for k in _GROUP_KEYS if tasks and tasks[0].metadata.get(k) is not None), None)
+
+
 def _breakdown(env, tasks, records) -> dict:
-    key = next((k for k in _GROUP_KEYS if tasks and tasks[0].metadata.get(k) is not None), None)
+    key = group_key(tasks)
     if key is None:
         return {}
     groups = defaultdict(list)
