@@ -26,6 +26,8 @@ class ModelConfig(Section):
     vocab_size: int = Field(1024, ge=512, description="BPE vocabulary trained locally")
     max_position_embeddings: int = Field(2048, ge=128)
     copy_pretrain_steps: int = Field(1500, ge=0, description="copy pre-training in the builder (0: none)")
+    copy_max_gap: int = Field(0, ge=0, description="copy pre-training spans up to this many tokens between the "
+                                                   "span and its copy (0: adjacent copies only)")
     seed: int = 0
 
     @model_validator(mode="after")

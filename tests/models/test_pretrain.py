@@ -31,3 +31,14 @@ def test_copy_pretraining_uses_every_core_and_gives_them_back():
         inside = torch.get_num_threads()
     assert torch.get_num_threads() == 1  # the actors started after the build keep their one thread each
     assert inside == (os.cpu_count() or 1)
+
+
+def test_copy_batch_with_a_gap_keeps_the_copy_far_and_the_tokens_per_batch():
+    texts = [list(range(100, 400))]
+    ids, mask = copy_batch(random.Random(3), list(range(10, 50)), sep=1, batch=32, min_len=6, max_len=6,
+                           texts=texts, max_gap=200)
+    gap = ids.shape[1] - 13
+    assert 0 < gap <= 200
+    assert torch.equal(ids[:, :6], ids[:, -6:]) and (ids[:, 6 + gap] == 1).all()
+    assert mask[:, : 7 + gap].sum() == 0 and mask[:, 7 + gap:].all()
+    assert ids.shape[0] == max(4, 32 * 13 // (13 + gap))  # fewer rows when rows are longer

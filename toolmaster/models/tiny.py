@@ -89,7 +89,8 @@ def build_tiny_model(cfg, out_dir: str | Path, tie_embeddings: bool | None = Non
 
         texts = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in corpus]
         used = sorted({t for ids in texts for t in ids})
-        pretrain = pretrain_copy(model, used, pad, m.copy_pretrain_steps, seed=m.seed, texts=texts, progress=progress)
+        pretrain = pretrain_copy(model, used, pad, m.copy_pretrain_steps, seed=m.seed, texts=texts,
+                                 max_gap=m.copy_max_gap, progress=progress)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     _mark_qwen2_tokenizer(out)
