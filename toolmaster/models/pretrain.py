@@ -31,15 +31,15 @@ def copy_batch(rng: random.Random, vocab: list[int], sep: int, batch: int, min_l
     rows_wanted = min(batch, max(4, batch * (2 * max_len + 1) // (2 * n + 1 + gap)))
     rows, masks = [], []
     for _ in range(rows_wanted):
-        x = _window(rng, texts, n) if rng.random() < 0.5 else None
+        x = text_window(rng, texts, n) if rng.random() < 0.5 else None
         x = x or [rng.choice(vocab) for _ in range(n)]
-        filler = (_window(rng, texts, gap) or [rng.choice(vocab) for _ in range(gap)]) if gap else []
+        filler = (text_window(rng, texts, gap) or [rng.choice(vocab) for _ in range(gap)]) if gap else []
         rows.append(x + filler + [sep] + x)
         masks.append([0] * (n + gap + 1) + [1] * n)
     return torch.tensor(rows), torch.tensor(masks)
 
 
-def _window(rng: random.Random, texts: list[list[int]] | None, n: int) -> list[int] | None:
+def text_window(rng: random.Random, texts: list[list[int]] | None, n: int) -> list[int] | None:
     """n consecutive tokens of a random text long enough, or None when there is none."""
     long_texts = [t for t in (texts or []) if len(t) > n]
     if not long_texts:
@@ -80,7 +80,7 @@ def pretrain_copy(model, vocab: list[int], sep: int, steps: int, lr: float = 2e-
     with all_cores():
         for step in range(steps):
             gap = max_gap * max(0, step + 1 - ramp_from) // max(steps - ramp_from, 1)
-            loss = _copy_loss(model, *copy_batch(rng, vocab, sep, batch, min_len, max_len, texts, gap))
+            loss = copy_loss(model, *copy_batch(rng, vocab, sep, batch, min_len, max_len, texts, gap))
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -94,7 +94,7 @@ def pretrain_copy(model, vocab: list[int], sep: int, steps: int, lr: float = 2e-
         if max_gap:
             fresh = random.Random(seed + 1)
             with torch.no_grad():
-                far = [_copy_loss(model, *copy_batch(fresh, vocab, sep, batch, min_len, max_len, texts,
+                far = [copy_loss(model, *copy_batch(fresh, vocab, sep, batch, min_len, max_len, texts,
                                                      max_gap)).item() for _ in range(8)]
             facts["copy_loss_up_to_max_gap"] = round(sum(far) / len(far), 3)
     tail = losses[-20:]
@@ -103,7 +103,7 @@ def pretrain_copy(model, vocab: list[int], sep: int, steps: int, lr: float = 2e-
             "copy_seconds": round(time.time() - start, 1)}
 
 
-def _copy_loss(model, ids, mask):
+def copy_loss(model, ids, mask):
     """Mean next-token loss on the copied span only."""
     import torch
 
