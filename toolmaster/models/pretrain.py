@@ -6,9 +6,10 @@ sequences the induction mechanism forms within a few hundred steps (PLATFORM.md 
 sequence is ``x GAP SEP x`` — x random tokens the protocol uses, or a window of protocol text; GAP a window
 of protocol text, empty unless ``max_gap`` is set — with the loss on the second x only.
 
-Why the gap: an agent copies names from far back (the question sits 200–600 tokens before a second hop's
-call). Copying learned at distances under 25 tokens does not carry there: a model trained only so picks the
-second tool's name by chance after the longest first hops (README, "What limits the gain").
+The gap was tried because an agent copies names from far back (the question sits 200–600 tokens before a
+second hop's call), while the default model copies spans only from under 25 tokens back. It does teach far
+copying, but SFT on such a model learns the protocol far more slowly (loss 0.188 against 0.010 after 400
+steps), so it is off by default (README, "What limits the gain").
 """
 from __future__ import annotations
 
@@ -29,11 +30,12 @@ def copy_batch(rng: random.Random, vocab: list[int], sep: int, batch: int, min_l
     n = rng.randint(min_len, max_len)  # one length and one gap per batch: no padding, no attention mask
     gap = rng.randint(0, max_gap) if max_gap else 0
     rows_wanted = min(batch, max(4, batch * (2 * max_len + 1) // (2 * n + 1 + gap)))
+    span_texts, gap_texts = _longer_than(texts, n), _longer_than(texts, gap)  # once per batch, not per row
     rows, masks = [], []
     for _ in range(rows_wanted):
-        x = text_window(rng, texts, n) if rng.random() < 0.5 else None
+        x = _window(rng, span_texts, n) if rng.random() < 0.5 else None
         x = x or [rng.choice(vocab) for _ in range(n)]
-        filler = (text_window(rng, texts, gap) or [rng.choice(vocab) for _ in range(gap)]) if gap else []
+        filler = (_window(rng, gap_texts, gap) or [rng.choice(vocab) for _ in range(gap)]) if gap else []
         rows.append(x + filler + [sep] + x)
         masks.append([0] * (n + gap + 1) + [1] * n)
     return torch.tensor(rows), torch.tensor(masks)
@@ -41,7 +43,14 @@ def copy_batch(rng: random.Random, vocab: list[int], sep: int, batch: int, min_l
 
 def text_window(rng: random.Random, texts: list[list[int]] | None, n: int) -> list[int] | None:
     """n consecutive tokens of a random text long enough, or None when there is none."""
-    long_texts = [t for t in (texts or []) if len(t) > n]
+    return _window(rng, _longer_than(texts, n), n)
+
+
+def _longer_than(texts: list[list[int]] | None, n: int) -> list[list[int]]:
+    return [t for t in (texts or []) if len(t) > n]
+
+
+def _window(rng: random.Random, long_texts: list[list[int]], n: int) -> list[int] | None:
     if not long_texts:
         return None
     text = rng.choice(long_texts)
