@@ -361,6 +361,9 @@ class GRPOConfig(Section):
     negative_advantage_weight: float = Field(1.0, ge=0.0, le=1.0, description="scale on negative advantages "
                                              "(1: GRPO; below 1 pushes failed episodes' tokens down less than "
                                              "successes' up, which keeps the policy from spreading out)")
+    balance_token_mass: bool = Field(False, description="per group, scale the side (positive or negative "
+                                     "advantages) with more token mass down to the other's: long failures "
+                                     "cannot outweigh the successes (trainer/advantages.py)")
     warmup_steps: int = Field(2, ge=0, description="linear learning-rate warm-up over the first updates "
                               "(the RL stage starts a fresh Adam state)")
     updates_per_step: int = Field(2, ge=1, description="optimizer updates per step, each on a slice of the "

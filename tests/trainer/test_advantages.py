@@ -66,10 +66,30 @@ def test_minibatches_split_the_batch_and_renormalize():
 def test_negative_advantages_can_be_scaled_down():
     from toolmaster.trainer.grpo import build_batch
 
-    records = [{**_record(c, 2, 4), "token_ids": [1, 2, 3], "loss_mask": [0, 1, 1], "logprobs": [0.0, -0.1, -0.2]}
-               for c in (1.0, 0.0, 0.0, 0.0)]
-    full, _ = build_batch(records, build_config({}, ["grpo.group_size=4"]).grpo, WEIGHTS)
+    records = [{**_record(c, 2, 4), "correct": bool(c), "token_ids": [1, 2, 3], "loss_mask": [0, 1, 1],
+                "logprobs": [0.0, -0.1, -0.2]} for c in (1.0, 0.0, 0.0, 0.0)]
+    full, info = build_batch(records, build_config({}, ["grpo.group_size=4"]).grpo, WEIGHTS)
     half, _ = build_batch(records, build_config({}, ["grpo.group_size=4", "grpo.negative_advantage_weight=0.5"]).grpo,
                           WEIGHTS)
     assert half["advantages"][0] == full["advantages"][0] > 0
     assert half["advantages"][1:] == pytest.approx([0.5 * a for a in full["advantages"][1:]])
+    # what the batch pushes: one success of four, so the three failures' token mass is as large as its own
+    assert info["group_success"] == [0.25]
+    assert info["advantage_token_mass_pos"] == pytest.approx(2 * full["advantages"][0])
+    assert info["advantage_token_mass_neg"] == pytest.approx(-info["advantage_token_mass_pos"], abs=0.05)
+
+
+def test_balanced_token_mass_keeps_long_failures_from_outweighing_successes():
+    from toolmaster.trainer.advantages import balance_token_mass
+
+    # a strong group: three short successes, one long failure (its −√3 over 300 tokens outweighs 3 × 100 × 0.58)
+    adv = episode_advantages([_record(1.0, 2, 4)] * 3 + [_record(0.0, 2, 9)], 4, WEIGHTS)
+    lengths = [100, 100, 100, 300]
+    out = balance_token_mass(adv, lengths, 4)
+    assert out[:3] == adv[:3] and 0 > out[3] > adv[3]  # only the heavier (negative) side is scaled
+    assert sum(a * n for a, n in zip(out, lengths)) == pytest.approx(0.0)
+    # successes longer than the failures: the positive side is scaled down instead
+    out = balance_token_mass([1.0, -1.0], [30, 10], 2)
+    assert out == pytest.approx([1 / 3, -1.0])
+    # a group with one sign only (all equal) is left alone, and groups do not mix
+    assert balance_token_mass([0.0, 0.0, 2.0, -1.0], [5, 5, 10, 10], 2) == pytest.approx([0.0, 0.0, 1.0, -1.0])

@@ -51,6 +51,27 @@ def informative(records: list[dict], weights: dict, include_failed: bool = False
     return bool(outcomes) and max(outcomes) > min(outcomes)
 
 
+def balance_token_mass(advantages: list[float], lengths: list[int], group_size: int) -> list[float]:
+    """Within each group, scale the side (positive or negative advantages) that carries more token mass
+    (Σ advantage × sampled tokens) down to the other's, so a group's net push on the tokens it sampled is
+    zero. Why: failed episodes run longer, and in a strong group one rare failure gets −√(G−1) under std
+    normalization; under ``token_mean`` its tokens then outweigh all the successes' (measured from SFT-250,
+    4 × 16: negative mass 1.2–2.3 × the positive in every step) and the policy's copies degrade."""
+    out = list(advantages)
+    for lo in range(0, len(out), group_size):
+        idx = range(lo, min(lo + group_size, len(out)))
+        pos = sum(out[i] * lengths[i] for i in idx if out[i] > 0)
+        neg = -sum(out[i] * lengths[i] for i in idx if out[i] < 0)
+        if pos <= 0 or neg <= 0:
+            continue
+        for i in idx:
+            if out[i] < 0 and neg > pos:
+                out[i] *= pos / neg
+            elif out[i] > 0 and pos > neg:
+                out[i] *= neg / pos
+    return out
+
+
 def loss_weights(lengths: list[int], aggregation: str) -> list[float]:
     """Per-sequence weights of the summed per-token loss, so that the batch's loss is
 

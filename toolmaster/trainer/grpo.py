@@ -27,7 +27,8 @@ from toolmaster.learner.group import LearnerGroup
 from toolmaster.ray_utils import init_ray
 from toolmaster.rollout.pool import RolloutPool
 from toolmaster.tools.sandbox import check_isolation
-from toolmaster.trainer.advantages import episode_advantages, failed, informative, loss_weights
+from toolmaster.trainer.advantages import (balance_token_mass, episode_advantages, failed, informative,
+                                           loss_weights)
 from toolmaster.trainer.curriculum import Curriculum
 from toolmaster.trainer.checkpoints import Checkpoints, has_engine_state
 from toolmaster.trainer.run_dir import RunDir
@@ -38,12 +39,18 @@ def _mean(xs) -> float:
     return sum(xs) / len(xs) if xs else 0.0
 
 
+def _sampled_tokens(record: dict) -> int:
+    return sum(sum(seg["loss_mask"]) for seg in record.get("segments") or [record])
+
+
 def build_batch(records: list[dict], g, reward_weights: dict) -> tuple[dict, dict]:
     """The sequences to train on, with per-sequence advantages; ``records`` come grouped by task."""
     group_size = g.group_size
     with_failed = g.train_on_failed_episodes
-    advantages = [a if a > 0 else g.negative_advantage_weight * a
-                  for a in episode_advantages(records, group_size, reward_weights, g.std_normalize, with_failed)]
+    advantages = episode_advantages(records, group_size, reward_weights, g.std_normalize, with_failed)
+    if g.balance_token_mass:
+        advantages = balance_token_mass(advantages, [_sampled_tokens(r) for r in records], group_size)
+    advantages = [a if a > 0 else g.negative_advantage_weight * a for a in advantages]
     keep = []
     for lo in range(0, len(records), group_size):
         if g.drop_zero_variance and not informative(records[lo: lo + group_size], reward_weights, with_failed):
@@ -56,8 +63,16 @@ def build_batch(records: list[dict], g, reward_weights: dict) -> tuple[dict, dic
     sequences = [(seq, advantages[i]) for i in trainable for seq in records[i].get("segments") or [records[i]]]
     batch = {"token_ids": [s["token_ids"] for s, _ in sequences], "loss_mask": [s["loss_mask"] for s, _ in sequences],
              "logprobs": [s["logprobs"] for s, _ in sequences], "advantages": [a for _, a in sequences]}
+    # token-weighted advantage mass by sign: under token_mean it is what pushes sampled tokens up or down
+    mass = [a * sum(m) for a, m in zip(batch["advantages"], batch["loss_mask"])]
     info = {"trained_sequences": len(kept), "dropped_groups": (len(records) - len(keep)) // group_size,
-            "advantage_abs_mean": _mean(abs(a) for a in batch["advantages"])}
+            "advantage_abs_mean": _mean(abs(a) for a in batch["advantages"]),
+            "advantage_token_mass_pos": sum(x for x in mass if x > 0),
+            "advantage_token_mass_neg": sum(x for x in mass if x < 0),
+            # per kept group: its share of correct episodes (a rare failure in a strong group gets the
+            # largest negative advantage under std normalization: −√((G−1)) at one failure in G)
+            "group_success": [_mean(records[i]["correct"] for i in keep[lo: lo + group_size])
+                              for lo in range(0, len(keep), group_size)]}
     return batch, info
 
 
