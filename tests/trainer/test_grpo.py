@@ -25,8 +25,8 @@ def _config(run_dir, zero_stage, steps=2, extra=()):
         f"learner.zero_stage={zero_stage}", "learner.lr=1e-3", "rewards.verbosity_cost=1.0"])
 
 
-def _env_actors(tied):  # the tied case also runs its tools on ToolEnv actors
-    return ["env_actors.num_actors=2"] if tied else []
+def _env_actors(tied):  # the tied case also runs its tools on ToolEnv actors, with balanced token mass
+    return ["env_actors.num_actors=2", "grpo.balance_token_mass=true"] if tied else []
 
 
 def _check_parity(trainer):
@@ -62,6 +62,11 @@ def test_two_grpo_steps(ray_local, tmp_path, tiny_model_dir, cfg, zero_stage, ti
         assert all(h["episodes"] == 4 and len(set(h["episode_ids"])) == 4 for h in history)
         # on-policy the loss value can be 0 (equal lengths, zero-mean advantages); its gradient is not
         assert all(h["advantage_abs_mean"] > 0 and h["train/tokens"] > 0 for h in history)
+        for h in history:  # what the batch pushed up and down, token-weighted
+            assert h["advantage_token_mass_pos"] >= 0 >= h["advantage_token_mass_neg"]
+            assert len(h["group_success"]) == 2
+            if tied:  # balanced: no group pushes its sampled tokens down more than up
+                assert h["advantage_token_mass_pos"] == pytest.approx(-h["advantage_token_mass_neg"])
         # sampling logprobs = learner's on the step's first (on-policy) update
         assert all(abs(h["train/ratio_mean_first_update"] - 1.0) < 1e-3 for h in history)
         assert all(h["train/updates"] == 2 for h in history)  # the default: two updates per step
