@@ -52,6 +52,7 @@ def main() -> None:
 
     from toolmaster.config import load_config
     from toolmaster.envs import make_env
+    from toolmaster.evaluation.report import group_key
     from toolmaster.evaluation.runner import eval_tasks
     from toolmaster.trainer.sft import sft_example
 
@@ -59,17 +60,22 @@ def main() -> None:
     episodes = [json.loads(line) for line in (Path(args.episodes) / "episodes.jsonl").open()]
     cfg = load_config(args.config, [f"eval.num_tasks={report['num_items']}", "eval.split=" + report["split"]])
     tasks = {t.id: t for t in eval_tasks(cfg, make_env(cfg.env))}
+    key = group_key(list(tasks.values()))
     tok = AutoTokenizer.from_pretrained(args.before)
     before = AutoModelForCausalLM.from_pretrained(args.before).eval()
     after = AutoModelForCausalLM.from_pretrained(args.after).eval()
 
     sums = {k: [0.0, 0] for k in ("copied", "written")}
     flips, flip_kinds, examples, solved = 0, Counter(), [], 0
+    pairs = Counter()  # (wrote, now) over all flips
+    by_group = {}  # group → [solved episodes, flips, episodes with a flip]
     for item, ep in zip(report["items"], episodes):
         if not item["correct"]:
             continue
         solved += 1
         task = tasks[item["task_id"]]
+        counts = by_group.setdefault(task.metadata.get(key, "-") if key else "-", [0, 0, 0])
+        counts[0] += 1
         ids, mask = sft_example(tok, ep["messages"], task.schemas)
         lp_b, top_b = scored(before, ids)
         lp_a, top_a = scored(after, ids)
@@ -85,6 +91,9 @@ def main() -> None:
             if int(top_b[t - 1]) == ids[t] and int(top_a[t - 1]) != ids[t]:
                 flips += 1
                 flip_kinds[kind] += 1
+                counts[1] += 1
+                counts[2] += first
+                pairs[(tok.decode([ids[t]]), tok.decode([int(top_a[t - 1])]))] += 1
                 if first and len(examples) < args.show:
                     examples.append((item["task_id"], tok.decode(ids[max(0, t - 12): t]), tok.decode([ids[t]]),
                                      tok.decode([int(top_a[t - 1])]), kind))
@@ -94,6 +103,10 @@ def main() -> None:
     for kind, (total, n) in sums.items():
         print(f"  mean Δ log p on {kind} tokens: {total / max(n, 1):+.4f}")
     print(f"greedy flips: {flips} ({dict(flip_kinds)}), per solved episode {flips / max(solved, 1):.2f}")
+    print("  most frequent flips (wrote → now): "
+          + ", ".join(f"{w!r} → {n!r} ×{c}" for (w, n), c in pairs.most_common(8)))
+    for group, (n, f, eps) in sorted(by_group.items()):
+        print(f"  {key}={group}: {n} solved, {f} flips, {eps} episodes with a flip")
     for task_id, context, wrote, now, kind in examples:
         print(f"  {task_id} [{kind}] …{context!r} wrote {wrote!r}, now {now!r}")
 
