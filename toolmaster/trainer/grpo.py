@@ -70,7 +70,7 @@ def build_batch(records: list[dict], g, reward_weights: dict) -> tuple[dict, dic
             "advantage_token_mass_pos": sum(x for x in mass if x > 0),
             "advantage_token_mass_neg": sum(x for x in mass if x < 0),
             # per kept group: its share of correct episodes (a rare failure in a strong group gets the
-            # largest negative advantage under std normalization: −√((G−1)) at one failure in G)
+            # largest negative advantage under std normalization: −√(G−1) at one failure in G)
             "group_success": [_mean(records[i]["correct"] for i in keep[lo: lo + group_size])
                               for lo in range(0, len(keep), group_size)]}
     return batch, info
