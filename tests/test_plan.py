@@ -61,6 +61,10 @@ def test_a_missing_or_broken_model_fails_before_ray_starts(tmp_path, tiny_model_
     with pytest.raises(ConfigError, match="tokenizer mismatch, the tokenizer has .* tokens but the model's vocab_size is 100"):
         check_model_dir(str(broken))
     assert not ray.is_initialized()
+    # a model directory without Adam moments cannot seed grpo.optimizer_state=checkpoint
+    assert main(["grpo", "--model", tiny_model_dir, f"run_dir={tmp_path / 'r'}", "grpo.optimizer_state=checkpoint"]) == 2
+    assert "holds no optimizer state" in capsys.readouterr().err
+    assert not ray.is_initialized() and not (tmp_path / "r").exists()
 
 
 def test_a_microbatch_budget_below_the_longest_sequence_is_refused(tiny_model_dir, capsys, tmp_path):

@@ -365,7 +365,10 @@ class GRPOConfig(Section):
                                      "advantages) with more token mass down to the other's: long failures "
                                      "cannot outweigh the successes (trainer/advantages.py)")
     warmup_steps: int = Field(2, ge=0, description="linear learning-rate warm-up over the first updates "
-                              "(the RL stage starts a fresh Adam state)")
+                              "(with optimizer_state 'fresh' the RL stage starts with empty Adam moments)")
+    optimizer_state: Literal["fresh", "checkpoint"] = Field(
+        "fresh", description="fresh: new Adam moments; checkpoint: continue the --model step checkpoint's "
+        "(an SFT or GRPO run's `checkpoints/latest`, written with the same learner.num_ranks and zero_stage)")
     updates_per_step: int = Field(2, ge=1, description="optimizer updates per step, each on a slice of the "
                                   "groups (PPO-style mini-batches; the later ones are off-policy and clipped)")
     eval_every: int = Field(0, ge=0, description="greedy held-out evaluation every N steps on the rollout fleet "

@@ -40,6 +40,34 @@ def test_step_checkpoints_keep_the_last_n_and_point_latest_at_the_newest(tmp_pat
     assert latest.resolve().name == "step-000003" and len(run.states) == 3  # nothing half-written is visible
 
 
+def _engine_files(checkpoint, names):
+    engine = checkpoint / "deepspeed" / "engine"
+    engine.mkdir(parents=True)
+    (checkpoint / "rng").mkdir()
+    for name in names:
+        (engine / name).write_bytes(b"")
+
+
+def test_optimizer_state_from_a_checkpoint_must_match_the_learner_layout(tmp_path):
+    from toolmaster.config import ConfigError
+    from toolmaster.trainer.checkpoints import check_optimizer_source
+
+    with pytest.raises(ConfigError, match="holds no optimizer state"):
+        check_optimizer_source(str(tmp_path), 2, 2)  # an exported model directory
+    zero2 = tmp_path / "zero2"
+    _engine_files(zero2, ["mp_rank_00_model_states.pt", "zero_pp_rank_0_mp_rank_00_optim_states.pt",
+                          "zero_pp_rank_1_mp_rank_00_optim_states.pt"])
+    check_optimizer_source(str(zero2), 2, 2)
+    with pytest.raises(ConfigError, match="2 learner ranks at ZeRO stage 2; this run has learner.num_ranks=4"):
+        check_optimizer_source(str(zero2), 4, 2)
+    zero3 = tmp_path / "zero3"
+    _engine_files(zero3, [f"{p}zero_pp_rank_{r}_mp_rank_00_{k}_states.pt" for r in (0, 1)
+                          for p, k in (("", "model"), ("bf16_", "optim"))])
+    check_optimizer_source(str(zero3), 2, 3)
+    with pytest.raises(ConfigError, match="ZeRO stage 3; this run has learner.num_ranks=2, learner.zero_stage=2"):
+        check_optimizer_source(str(zero3), 2, 2)
+
+
 def test_sft_resume_after_a_crash_is_exact(ray_local, tiny_model_dir, tmp_path, monkeypatch):
     """4 steps uninterrupted vs 2 steps, a crash in step 3, `--resume`, 2 steps: the same weights (fp32)."""
     from toolmaster.learner.group import LearnerGroup

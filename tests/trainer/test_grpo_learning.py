@@ -92,3 +92,42 @@ def test_dynamic_sampling_keeps_informative_groups_under_a_killed_worker(ray_loc
             assert len({r["correct"] for r in kept[lo: lo + g]}) == 2
     assert any(h["groups_dropped"] for h in history)  # the filter had something to drop
     assert len({tid for h in history for tid in h["task_ids"]}) == sum(len(h["task_ids"]) for h in history)
+
+
+def _adam_steps(checkpoint: str) -> set[int]:
+    """Adam's step counters in a checkpoint's ZeRO optimizer partitions (one per parameter group and rank)."""
+    import glob
+
+    import torch
+
+    found = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "step" and not isinstance(value, (dict, list)):
+                    found.add(int(value))
+                else:
+                    walk(value)
+        elif isinstance(node, (list, tuple)):
+            for value in node:
+                walk(value)
+
+    for path in glob.glob(f"{checkpoint}/deepspeed/engine/*optim_states.pt"):
+        walk(torch.load(path, weights_only=False)["optimizer_state_dict"])
+    return found
+
+
+@pytest.mark.parametrize("optimizer_state", ["fresh", "checkpoint"])
+def test_grpo_continues_the_sft_optimizer_state_when_asked(ray_local, tmp_path, codebook_sft, optimizer_state):
+    from toolmaster.trainer.grpo import train_grpo
+
+    sft_steps = _adam_steps(codebook_sft)
+    assert sft_steps == {40}
+    cfg = build_config({}, [*CODEBOOK, f"run_dir={tmp_path / 'grpo'}", "grpo.steps=1", "grpo.prompts_per_step=2",
+                            "grpo.group_size=8", "grpo.updates_per_step=2", f"grpo.optimizer_state={optimizer_state}"])
+    out = train_grpo(cfg, codebook_sft)
+    updates = out["history"][0]["train/updates"]
+    assert updates == 2
+    carried = 40 if optimizer_state == "checkpoint" else 0
+    assert _adam_steps(str(tmp_path / "grpo" / "checkpoints" / "latest")) == {carried + updates}

@@ -61,3 +61,21 @@ class Checkpoints:
 def has_engine_state(checkpoint: str) -> bool:
     """Whether ``checkpoint`` holds optimizer and RNG state (not only weights)."""
     return (Path(checkpoint) / "deepspeed").is_dir() and (Path(checkpoint) / "rng").is_dir()
+
+
+def check_optimizer_source(checkpoint: str, num_ranks: int, zero_stage: int) -> None:
+    """``grpo.optimizer_state=checkpoint``: ``checkpoint`` must hold Adam moments partitioned the way this
+    run's learner will be (DeepSpeed loads a ZeRO partition per rank and cannot re-shard it), checked before
+    any actor starts."""
+    from toolmaster.config import ConfigError
+
+    if not has_engine_state(checkpoint):
+        raise ConfigError(f"grpo.optimizer_state=checkpoint: --model {checkpoint!r} holds no optimizer state "
+                          "(pass an SFT or GRPO run's checkpoints/latest, not an exported model directory)")
+    engine = Path(checkpoint) / "deepspeed" / "engine"
+    ranks = len(list(engine.glob("*zero_pp_rank_*_optim_states.pt")))
+    stage = 3 if any(engine.glob("zero_pp_rank_*_model_states.pt")) else 2
+    if (ranks, stage) != (num_ranks, zero_stage):
+        raise ConfigError(f"grpo.optimizer_state=checkpoint: --model {checkpoint!r} was written by {ranks} learner "
+                          f"ranks at ZeRO stage {stage}; this run has learner.num_ranks={num_ranks}, "
+                          f"learner.zero_stage={zero_stage} (use the same, or grpo.optimizer_state=fresh)")

@@ -30,7 +30,7 @@ from toolmaster.tools.sandbox import check_isolation
 from toolmaster.trainer.advantages import (balance_token_mass, episode_advantages, failed, informative,
                                            loss_weights)
 from toolmaster.trainer.curriculum import Curriculum
-from toolmaster.trainer.checkpoints import Checkpoints, has_engine_state
+from toolmaster.trainer.checkpoints import Checkpoints, check_optimizer_source, has_engine_state
 from toolmaster.trainer.run_dir import RunDir
 
 
@@ -114,6 +114,9 @@ class GRPOTrainer:
         start_from = (RunDir.checkpoint_of(cfg.run_dir) if resume else None) or model_dir
         check_model_dir(start_from, "--model")
         check_learner_plan(cfg, start_from)
+        carry_optimizer = cfg.grpo.optimizer_state == "checkpoint" and not resume
+        if carry_optimizer:
+            check_optimizer_source(model_dir, cfg.learner.num_ranks, cfg.learner.zero_stage)
         sandbox_layers = check_isolation(cfg.sandbox)
         init_ray()
         self.cfg, self.run = cfg, RunDir(cfg, "grpo")
@@ -136,6 +139,8 @@ class GRPOTrainer:
         self.learners = LearnerGroup(cfg, model_dir)
         if state and has_engine_state(model_dir):
             self.learners.load(model_dir)  # optimizer moments, step counters, RNG: the run continues exactly
+        elif carry_optimizer:
+            self.learners.load(model_dir)  # the starting run's Adam moments instead of empty ones
         self.pool = RolloutPool(cfg, model_dir)
         if cfg.rollout.weight_transport != "object_store":  # a transport with a standing connection (NCCL)
             self.learners.connect_transport(cfg.rollout.weight_transport, list(self.pool.workers.values()))
