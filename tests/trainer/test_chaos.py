@@ -46,7 +46,7 @@ def step_with_a_kill(trainer, step: int, killed: list) -> dict:
 def test_a_worker_killed_in_every_step(ray_local, tmp_path, tiny_model_dir):
     from toolmaster.trainer.grpo import GRPOTrainer
 
-    steps, b, g = 5, 2, 2
+    steps, b, g = 3, 2, 2  # actor kill, process kill, then a kill of a replacement
     cfg = _config(tmp_path / "run", 2, steps=steps, extra=["rollout.num_workers=2", "rollout.max_episodes_per_worker=2",
                                                            "rollout.num_cpus_per_worker=0.25"])
     trainer = GRPOTrainer(cfg, tiny_model_dir)
