@@ -114,7 +114,8 @@ class GRPOTrainer:
         start_from = (RunDir.checkpoint_of(cfg.run_dir) if resume else None) or model_dir
         check_model_dir(start_from, "--model")
         check_learner_plan(cfg, start_from)
-        carry_optimizer = cfg.grpo.optimizer_state == "checkpoint" and not resume
+        # a resumed run has its own moments; only a run that starts from --model takes that checkpoint's
+        carry_optimizer = cfg.grpo.optimizer_state == "checkpoint" and start_from == model_dir
         if carry_optimizer:
             check_optimizer_source(model_dir, cfg.learner.num_ranks, cfg.learner.zero_stage)
         sandbox_layers = check_isolation(cfg.sandbox)
@@ -137,10 +138,8 @@ class GRPOTrainer:
         if cfg.env.name == "toolworld" and cfg.env.toolworld.curriculum.enabled:
             self.curriculum = Curriculum(cfg.env.toolworld, (state or {}).get("curriculum"))
         self.learners = LearnerGroup(cfg, model_dir)
-        if state and has_engine_state(model_dir):
+        if (state and has_engine_state(model_dir)) or carry_optimizer:
             self.learners.load(model_dir)  # optimizer moments, step counters, RNG: the run continues exactly
-        elif carry_optimizer:
-            self.learners.load(model_dir)  # the starting run's Adam moments instead of empty ones
         self.pool = RolloutPool(cfg, model_dir)
         if cfg.rollout.weight_transport != "object_store":  # a transport with a standing connection (NCCL)
             self.learners.connect_transport(cfg.rollout.weight_transport, list(self.pool.workers.values()))
