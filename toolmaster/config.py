@@ -228,6 +228,9 @@ class SynthConfig(Section):
     mistake_rate: float = Field(0.3, ge=0.0, le=1.0, description="chance of an injected mistake per execution call")
     max_tokens: int = Field(1024, ge=64, description="trajectories longer than this are dropped")
     probe_distractors: bool = Field(False, description="the teacher also probes distractor tools in the trial phase")
+    trial_order: Literal["upfront", "per_tool"] = Field(
+        "upfront", description="upfront: trial every tool of the plan, one note, then execute the chain (README: "
+        "'Trial phase first'); per_tool: trial, note and use each tool in turn")
     teacher: Literal["scripted", "openai"] = Field("scripted", description="scripted: toolworld's rule-following "
                                                    "teacher; openai: an LLM through an OpenAI-compatible endpoint")
     endpoint: EndpointConfig = EndpointConfig(max_tokens=512)

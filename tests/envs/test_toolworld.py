@@ -1,6 +1,8 @@
 import json
 import re
 
+import pytest
+
 from toolmaster.agent.loop import run_episodes
 from toolmaster.config import build_config
 from toolmaster.envs import make_env
@@ -81,17 +83,24 @@ def test_tools_reveal_their_rule_in_errors(cfg):
         runner.close()
 
 
-def test_scripted_teacher_trajectories_replay_correct(cfg):
+@pytest.mark.parametrize("upfront", [False, True], ids=["per_tool", "upfront"])
+def test_scripted_teacher_trajectories_replay_correct(cfg, upfront):
     env = make_env(cfg.env)
     runner = ToolRunner.from_config(cfg.sandbox)
     try:
         for split in ("train", "test", "test_ood"):
             tasks = env.tasks(split, 40)
-            episodes = run_episodes(ScriptedTeacher(trial=True, mistake_rate=0.5), tasks, env, runner,
+            episodes = run_episodes(ScriptedTeacher(trial=True, mistake_rate=0.5, upfront=upfront), tasks, env, runner,
                                     max_turns=cfg.env.max_turns)
             assert all(e.correct for e in episodes), [e.answer for e in episodes if not e.correct]
             assert sum(e.stats["corrections"] for e in episodes) > 0
-            assert all(e.stats["trial_calls"] > 0 for e in episodes)
+            # every plan tool is tried twice (bare, then the plain value) before its first real use
+            assert all(e.stats["trial_calls"] == 2 * t.metadata["hops"] for e, t in zip(episodes, tasks))
+            if upfront:  # the trial phase comes first: one note, after the last trial call
+                for e in episodes:
+                    notes = [i for i, m in enumerate(e.messages) if m["role"] == "assistant" and "<experience>" in m["content"]]
+                    calls = [i for i, m in enumerate(e.messages) if m["role"] == "assistant" and "<tool_call>" in m["content"]]
+                    assert len(notes) == 1 and notes[0] == calls[e.stats["trial_calls"]]  # opens the first real call
             # replay: re-running the recorded calls through fresh tools gives the recorded observations
             for ep, task in zip(episodes[:10], tasks[:10]):
                 for i, msg in enumerate(ep.messages):

@@ -14,6 +14,23 @@ def _ray(*args, env, timeout=300):
     return subprocess.run([ray_bin, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
+def _wait_for_dashboard(head: subprocess.Popen, log: Path, port: str, timeout: float = 120) -> None:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert head.poll() is None, log.read_text()[-2000:]
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/version", timeout=5)
+            return
+        except urllib.error.HTTPError:  # it answers (401 without the token): it is up
+            return
+        except OSError:
+            time.sleep(2)
+    raise AssertionError(f"the Ray head's dashboard did not answer on port {port} within {timeout} s")
+
+
 def test_ray_job_submit_grpo(tmp_path, tiny_model_dir):
     """The README's launch path: token authentication on explicitly for the head and the job CLI alike (Ray
     enables it for `ray start --head` whenever ~/.ray/auth_token exists, but its job CLI sends the token only
@@ -25,9 +42,14 @@ def test_ray_job_submit_grpo(tmp_path, tiny_model_dir):
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
     env.update({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)})
     port, dash = "6391", "8271"
-    start = _ray("start", "--head", f"--port={port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-                 "--num-cpus=4", "--disable-usage-stats", env=env)
-    assert start.returncode == 0, start.stderr[-2000:]
+    head_log = tmp_path / "head.log"
+    # --block ties the head's processes to this one child: terminating it stops this head only, where
+    # `ray stop --force` would stop every Ray instance on the machine (an experiment's included)
+    head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", f"--port={port}",
+                             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=4",
+                             "--disable-usage-stats"], env=env, stdout=head_log.open("w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    _wait_for_dashboard(head, head_log, dash)
     try:
         work = tmp_path / "work"
         shutil.copytree(ROOT, work, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "wandb", "__pycache__"))
@@ -46,4 +68,13 @@ def test_ray_job_submit_grpo(tmp_path, tiny_model_dir):
         assert (run_dir / "metrics.jsonl").exists() and (run_dir / "checkpoints" / "latest" / "config.json").exists()
         assert time.time() - t > 0
     finally:
-        _ray("stop", "--force", env=env)
+        head.terminate()
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, 9)
+            head.wait()
+    import socket
+
+    with socket.socket() as probe:  # this head is gone (its GCS port is free), stopped without `ray stop`
+        assert probe.connect_ex(("127.0.0.1", int(port))) != 0

@@ -29,13 +29,15 @@ def _read_value(observation: str | None, relation: str) -> str | None:
         return None
 
 
-def teacher_script(task, rng: random.Random, trial: bool, mistake_rate: float, probe_distractors: bool):
+def teacher_script(task, rng: random.Random, trial: bool, mistake_rate: float, probe_distractors: bool,
+                   upfront: bool = True):
     """A generator of assistant turns; each ``send`` gives it the observations of its previous turn.
 
-    With trials, each tool of the plan is first tried — called bare (its error names the parameters) and
-    then with the plain value (its error, if any, shows the hidden rule) — then the lesson goes into an
-    experience note and the tool is used for real. ``probe_distractors`` also tries the tools the plan
-    does not need. Without trials the agent calls each tool from its schema and corrects itself from
+    With trials, each tool of the plan is tried — called bare (its error names the parameters) and then
+    with the plain value (its error, if any, shows the hidden rule) — and the lesson goes into an
+    experience note before the tool is used for real: all tools first and one note (``upfront``, see
+    ``_upfront_script``), or trial, note and use per tool. ``probe_distractors`` also tries the tools the
+    plan does not need. Without trials the agent calls each tool from its schema and corrects itself from
     the error. ``mistake_rate`` is the chance of a slip (the plain value again) after a note.
     """
     meta = task.metadata
@@ -44,6 +46,9 @@ def teacher_script(task, rng: random.Random, trial: bool, mistake_rate: float, p
     if trial and probe_distractors:
         for tool in (t.name for t in task.tools if t.name not in meta["plan"]):
             yield call_text(tool, {})
+    if trial and upfront:
+        yield from _upfront_script(task, rng, mistake_rate)
+        return
     for tool in meta["plan"]:
         quirk = Quirk(**meta["quirks"][tool])
         if trial:
@@ -64,11 +69,38 @@ def teacher_script(task, rng: random.Random, trial: bool, mistake_rate: float, p
     yield f"{note}<answer>{entity}</answer>"
 
 
+def _upfront_script(task, rng: random.Random, mistake_rate: float):
+    """Trial phase, then execution phase: each plan tool called bare and with the plain start entity, one
+    note with every lesson, then the chain executed. Why this is the default: a tiny model's choice of the
+    next tool fades with its distance from the question; here each choice sits right after the previous
+    tool's two trial calls, or right under the note that names it, not after a whole hop of trial, use and
+    result (README, "Trial phase first")."""
+    meta = task.metadata
+    start = meta["chain"][0]
+    for tool in meta["plan"]:
+        yield call_text(tool, {})
+        yield _call(task, tool, start, correct=False)
+    note = "<experience>" + " ".join(Quirk(**meta["quirks"][tool]).describe(tool, meta["params"][tool])
+                                     for tool in meta["plan"]) + "</experience>\n"
+    entity = start
+    for tool in meta["plan"]:
+        if Quirk(**meta["quirks"][tool]).kind != "none" and rng.random() < mistake_rate:
+            yield note + _call(task, tool, entity, correct=False)
+            note = ""
+        observations = yield note + _call(task, tool, entity, correct=True)
+        note = ""
+        value = _read_value(observations[-1] if observations else None, meta["relations"][tool])
+        entity = value if value is not None else entity
+    yield f"<answer>{entity}</answer>"
+
+
 class ScriptedTeacher:
     """Policy over toolworld tasks; one script per episode id."""
 
-    def __init__(self, seed: int = 0, trial: bool = True, mistake_rate: float = 0.3, probe_distractors: bool = False):
+    def __init__(self, seed: int = 0, trial: bool = True, mistake_rate: float = 0.3, probe_distractors: bool = False,
+                 upfront: bool = True):
         self.seed, self.trial, self.mistake_rate, self.probe_distractors = seed, trial, mistake_rate, probe_distractors
+        self.upfront = upfront
         self._scripts: dict = {}
 
     def generate(self, requests) -> list[str]:
@@ -78,7 +110,7 @@ class ScriptedTeacher:
             if script is None:
                 rng = random.Random(f"teacher:{self.seed}:{req.episode_id}")
                 script = self._scripts[req.episode_id] = teacher_script(
-                    req.task, rng, self.trial, self.mistake_rate, self.probe_distractors)
+                    req.task, rng, self.trial, self.mistake_rate, self.probe_distractors, self.upfront)
                 text = next(script)
             else:
                 tail = []
