@@ -31,6 +31,16 @@ def _wait_for_dashboard(head: subprocess.Popen, log: Path, port: str, timeout: f
     raise AssertionError(f"the Ray head's dashboard did not answer on port {port} within {timeout} s")
 
 
+def _forget_head(port: str) -> None:
+    """`ray start` leaves the head's address for later `ray.init()` calls to join and only `ray stop`
+    removes it; a stale one makes the next test's local Ray try to join a dead head."""
+    from ray._private.utils import get_ray_address_file
+
+    address_file = Path(get_ray_address_file(None))
+    if address_file.exists() and address_file.read_text().strip().endswith(f":{port}"):
+        address_file.unlink()
+
+
 def test_ray_job_submit_grpo(tmp_path, tiny_model_dir):
     """The README's launch path: token authentication on explicitly for the head and the job CLI alike (Ray
     enables it for `ray start --head` whenever ~/.ray/auth_token exists, but its job CLI sends the token only
@@ -74,6 +84,7 @@ def test_ray_job_submit_grpo(tmp_path, tiny_model_dir):
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, 9)
             head.wait()
+        _forget_head(port)
     import socket
 
     with socket.socket() as probe:  # this head is gone (its GCS port is free), stopped without `ray stop`
