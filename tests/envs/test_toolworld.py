@@ -83,20 +83,20 @@ def test_tools_reveal_their_rule_in_errors(cfg):
         runner.close()
 
 
-@pytest.mark.parametrize("upfront", [False, True], ids=["per_tool", "upfront"])
-def test_scripted_teacher_trajectories_replay_correct(cfg, upfront):
+@pytest.mark.parametrize("trial_order", ["per_tool", "upfront"])
+def test_scripted_teacher_trajectories_replay_correct(cfg, trial_order):
     env = make_env(cfg.env)
     runner = ToolRunner.from_config(cfg.sandbox)
     try:
         for split in ("train", "test", "test_ood"):
             tasks = env.tasks(split, 40)
-            episodes = run_episodes(ScriptedTeacher(trial=True, mistake_rate=0.5, upfront=upfront), tasks, env, runner,
+            episodes = run_episodes(ScriptedTeacher(trial=True, mistake_rate=0.5, trial_order=trial_order), tasks, env, runner,
                                     max_turns=cfg.env.max_turns)
             assert all(e.correct for e in episodes), [e.answer for e in episodes if not e.correct]
             assert sum(e.stats["corrections"] for e in episodes) > 0
             # every plan tool is tried twice (bare, then the plain value) before its first real use
             assert all(e.stats["trial_calls"] == 2 * t.metadata["hops"] for e, t in zip(episodes, tasks))
-            if upfront:  # the trial phase comes first: one note, after the last trial call
+            if trial_order == "upfront":  # the trial phase comes first: one note, after the last trial call
                 for e in episodes:
                     notes = [i for i, m in enumerate(e.messages) if m["role"] == "assistant" and "<experience>" in m["content"]]
                     calls = [i for i, m in enumerate(e.messages) if m["role"] == "assistant" and "<tool_call>" in m["content"]]

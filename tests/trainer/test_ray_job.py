@@ -1,17 +1,18 @@
 """`ray job submit` of ray_jobs/grpo.py against a local Ray head, as a user launches it."""
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+RAY_BIN = str(Path(sys.executable).parent / "ray")
 
 
 def _ray(*args, env, timeout=300):
-    ray_bin = str(Path(sys.executable).parent / "ray")
-    return subprocess.run([ray_bin, *args], capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run([RAY_BIN, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
 def _wait_for_dashboard(head: subprocess.Popen, log: Path, port: str, timeout: float = 120) -> None:
@@ -55,7 +56,7 @@ def test_ray_job_submit_grpo(tmp_path, tiny_model_dir):
     head_log = tmp_path / "head.log"
     # --block ties the head's processes to this one child: terminating it stops this head only, where
     # `ray stop --force` would stop every Ray instance on the machine (an experiment's included)
-    head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", f"--port={port}",
+    head = subprocess.Popen([RAY_BIN, "start", "--head", "--block", f"--port={port}",
                              "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=4",
                              "--disable-usage-stats"], env=env, stdout=head_log.open("w"), stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -85,7 +86,5 @@ def test_ray_job_submit_grpo(tmp_path, tiny_model_dir):
             os.killpg(head.pid, 9)
             head.wait()
         _forget_head(port)
-    import socket
-
     with socket.socket() as probe:  # this head is gone (its GCS port is free), stopped without `ray stop`
         assert probe.connect_ex(("127.0.0.1", int(port))) != 0

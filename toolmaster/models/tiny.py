@@ -36,7 +36,7 @@ def protocol_corpus(cfg, episodes_per_split: int = 150) -> list[str]:
                 # and copy pre-training are a fixed artifact, and a 3-token vocabulary change re-rolls them
                 # (measured: copy loss 1.05 instead of 0.09, SFT-400 0.02 instead of 0.79; README, "Trial
                 # phase first")
-                teacher = ScriptedTeacher(seed=cfg.model.seed, trial=trial, mistake_rate=0.5, upfront=False)
+                teacher = ScriptedTeacher(seed=cfg.model.seed, trial=trial, mistake_rate=0.5, trial_order="per_tool")
                 for ep in run_episodes(teacher, tasks, env, runner, max_turns=cfg.env.max_turns, trial=trial):
                     texts.append(render_text(ep.messages, ep.tools))
     finally:

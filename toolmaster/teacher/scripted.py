@@ -30,13 +30,13 @@ def _read_value(observation: str | None, relation: str) -> str | None:
 
 
 def teacher_script(task, rng: random.Random, trial: bool, mistake_rate: float, probe_distractors: bool,
-                   upfront: bool = True):
+                   trial_order: str = "upfront"):
     """A generator of assistant turns; each ``send`` gives it the observations of its previous turn.
 
     With trials, each tool of the plan is tried — called bare (its error names the parameters) and then
     with the plain value (its error, if any, shows the hidden rule) — and the lesson goes into an
-    experience note before the tool is used for real: all tools first and one note (``upfront``, see
-    ``_upfront_script``), or trial, note and use per tool. ``probe_distractors`` also tries the tools the
+    experience note before the tool is used for real: all tools first and one note (``trial_order``
+    "upfront", see ``_upfront_script``), or trial, note and use per tool ("per_tool"). ``probe_distractors`` also tries the tools the
     plan does not need. Without trials the agent calls each tool from its schema and corrects itself from
     the error. ``mistake_rate`` is the chance of a slip (the plain value again) after a note.
     """
@@ -46,7 +46,7 @@ def teacher_script(task, rng: random.Random, trial: bool, mistake_rate: float, p
     if trial and probe_distractors:
         for tool in (t.name for t in task.tools if t.name not in meta["plan"]):
             yield call_text(tool, {})
-    if trial and upfront:
+    if trial and trial_order == "upfront":
         yield from _upfront_script(task, rng, mistake_rate)
         return
     for tool in meta["plan"]:
@@ -77,14 +77,15 @@ def _upfront_script(task, rng: random.Random, mistake_rate: float):
     result (README, "Trial phase first")."""
     meta = task.metadata
     start = meta["chain"][0]
+    quirks = {tool: Quirk(**meta["quirks"][tool]) for tool in meta["plan"]}
     for tool in meta["plan"]:
         yield call_text(tool, {})
         yield _call(task, tool, start, correct=False)
-    note = "<experience>" + " ".join(Quirk(**meta["quirks"][tool]).describe(tool, meta["params"][tool])
-                                     for tool in meta["plan"]) + "</experience>\n"
+    note = "<experience>" + " ".join(quirks[tool].describe(tool, meta["params"][tool]) for tool in meta["plan"])
+    note += "</experience>\n"
     entity = start
     for tool in meta["plan"]:
-        if Quirk(**meta["quirks"][tool]).kind != "none" and rng.random() < mistake_rate:
+        if quirks[tool].kind != "none" and rng.random() < mistake_rate:
             yield note + _call(task, tool, entity, correct=False)
             note = ""
         observations = yield note + _call(task, tool, entity, correct=True)
@@ -98,9 +99,9 @@ class ScriptedTeacher:
     """Policy over toolworld tasks; one script per episode id."""
 
     def __init__(self, seed: int = 0, trial: bool = True, mistake_rate: float = 0.3, probe_distractors: bool = False,
-                 upfront: bool = True):
+                 trial_order: str = "upfront"):
         self.seed, self.trial, self.mistake_rate, self.probe_distractors = seed, trial, mistake_rate, probe_distractors
-        self.upfront = upfront
+        self.trial_order = trial_order
         self._scripts: dict = {}
 
     def generate(self, requests) -> list[str]:
@@ -110,7 +111,7 @@ class ScriptedTeacher:
             if script is None:
                 rng = random.Random(f"teacher:{self.seed}:{req.episode_id}")
                 script = self._scripts[req.episode_id] = teacher_script(
-                    req.task, rng, self.trial, self.mistake_rate, self.probe_distractors, self.upfront)
+                    req.task, rng, self.trial, self.mistake_rate, self.probe_distractors, self.trial_order)
                 text = next(script)
             else:
                 tail = []

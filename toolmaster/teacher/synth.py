@@ -43,7 +43,7 @@ def make_teacher(cfg):
         raise ValueError(f"the scripted teacher knows toolworld's rules only, not {cfg.env.name!r}; "
                          "use --teacher openai --base-url URL --model NAME")
     return ScriptedTeacher(cfg.synth.seed, cfg.synth.trial, cfg.synth.mistake_rate, cfg.synth.probe_distractors,
-                           upfront=cfg.synth.trial_order == "upfront")
+                           cfg.synth.trial_order)
 
 
 def _run_teacher(cfg, env, tasks, teacher, tokenizer, progress):
