@@ -219,6 +219,7 @@ class RewardConfig(Section):
     turn_cost: float = 0.0
     trial_cost: float = 0.0
     verbosity_cost: float = 0.0
+    wrong_answer: float = Field(0.0, ge=0.0, description="penalty for ending with a wrong answer (running out of turns costs nothing)")
 
 
 class SynthConfig(Section):

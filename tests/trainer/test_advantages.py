@@ -93,3 +93,26 @@ def test_balanced_token_mass_keeps_long_failures_from_outweighing_successes():
     assert out == pytest.approx([1 / 3, -1.0])
     # a group with one sign only (all equal) is left alone, and groups do not mix
     assert balance_token_mass([0.0, 0.0, 2.0, -1.0], [5, 5, 10, 10], 2) == pytest.approx([0.0, 0.0, 1.0, -1.0])
+
+
+def test_a_wrong_answer_is_pushed_down_more_than_a_timeout():
+    weights = {**WEIGHTS, "wrong_answer": 0.5}
+
+    def record(correct, answered):
+        from toolmaster.agent.episode import Episode
+        from toolmaster.rewards import score_episode
+
+        ep = Episode("e", "t", [], [], answer="x" if answered else None,
+                     finish_reason="answer" if answered else "max_turns", correct=bool(correct), grade=correct,
+                     stats={"turns": 6, "trial_calls": 2, "parse_errors": 0})
+        return {"rewards": score_episode(ep, weights)}
+
+    group = [record(1.0, True), record(0.0, True), record(0.0, False), record(0.0, False)]
+    adv = episode_advantages(group, 4, weights)
+    assert adv[0] > 0 > adv[2] > adv[1]
+    assert adv[2] - adv[1] == pytest.approx(0.5)  # the penalty keeps its configured size
+    assert informative(group, weights)
+    # all wrong: answering wrong vs running out of turns differs by the shaping weight only, never ±1
+    hopeless = [record(0.0, True), record(0.0, False)]
+    assert not informative(hopeless, weights)
+    assert max(abs(a) for a in episode_advantages(hopeless, 2, weights)) <= 0.25 + 1e-9

@@ -25,6 +25,18 @@ def format_penalty(episode) -> float:
     return -min(1.0, episode.stats.get("parse_errors", 0) / turns) if turns else 0.0
 
 
+def wrong_answer_penalty(episode) -> float:
+    """Minus the answer's shortfall (1 - grade) when the episode ended with an answer; 0 when it ran out of
+    turns or answered right. Why: correctness alone grades a wrong answer like running out of turns, and
+    under ``token_mean`` the answer tokens are then pushed up by every success and down by almost no
+    failure, so GRPO learns to answer in any state. Measured (SFT-300, 10 steps): ungrounded wrong answers
+    (a value no tool returned) rose 5 -> 18 of 200 held-out episodes and success fell 0.770 -> 0.760.
+    The penalty cannot be earned without progress: its only escapes are answering right or not answering."""
+    if episode.finish_reason != "answer":
+        return 0.0
+    return -(1.0 - float(episode.grade or 0.0))
+
+
 def turn_cost(episode) -> float:
     return -float(episode.stats.get("turns", 0))
 
@@ -39,7 +51,7 @@ def verbosity_cost(episode) -> float:
 
 
 REWARD_FUNCTIONS = {"verbosity_cost": verbosity_cost, "correctness": correctness, "format": format_penalty, "turn_cost": turn_cost,
-                    "trial_cost": trial_cost}
+                    "trial_cost": trial_cost, "wrong_answer": wrong_answer_penalty}
 
 
 def score_episode(episode, weights=None) -> dict:
