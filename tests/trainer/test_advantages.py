@@ -8,7 +8,8 @@ from toolmaster.trainer.grpo import minibatches
 WEIGHTS = build_config({}).rewards.model_dump()  # the defaults: correctness 1, format 0.1 (a penalty)
 
 
-def _record(correct: float, trial_calls: int, turns: int, parse_errors: int = 0, answered: bool = True) -> dict:
+def _record(correct: float, trial_calls: int, turns: int, parse_errors: int = 0, answered: bool = True,
+            weights: dict = WEIGHTS) -> dict:
     """What a finished episode carries into the driver, scored by the real reward functions."""
     from toolmaster.agent.episode import Episode
     from toolmaster.rewards import score_episode
@@ -16,7 +17,7 @@ def _record(correct: float, trial_calls: int, turns: int, parse_errors: int = 0,
     ep = Episode("e", "t", [], [], answer="x" if answered else None, finish_reason="answer" if answered else "max_turns",
                  correct=bool(correct), grade=correct,
                  stats={"turns": turns, "trial_calls": trial_calls, "parse_errors": parse_errors})
-    return {"rewards": score_episode(ep, WEIGHTS)}
+    return {"rewards": score_episode(ep, weights)}
 
 
 def test_skipping_trials_is_not_rewarded_when_correctness_is_equal():
@@ -99,13 +100,7 @@ def test_a_wrong_answer_is_pushed_down_more_than_a_timeout():
     weights = {**WEIGHTS, "wrong_answer": 0.5}
 
     def record(correct, answered):
-        from toolmaster.agent.episode import Episode
-        from toolmaster.rewards import score_episode
-
-        ep = Episode("e", "t", [], [], answer="x" if answered else None,
-                     finish_reason="answer" if answered else "max_turns", correct=bool(correct), grade=correct,
-                     stats={"turns": 6, "trial_calls": 2, "parse_errors": 0})
-        return {"rewards": score_episode(ep, weights)}
+        return _record(correct, 2, 6, answered=answered, weights=weights)
 
     group = [record(1.0, True), record(0.0, True), record(0.0, False), record(0.0, False)]
     adv = episode_advantages(group, 4, weights)

@@ -27,14 +27,12 @@ def format_penalty(episode) -> float:
 
 def wrong_answer_penalty(episode) -> float:
     """Minus the answer's shortfall (1 - grade) when the episode ended with an answer; 0 when it ran out of
-    turns or answered right. Why: correctness alone grades a wrong answer like running out of turns, and
-    under ``token_mean`` the answer tokens are then pushed up by every success and down by almost no
-    failure, so GRPO learns to answer in any state. Measured (SFT-300, 10 steps): ungrounded wrong answers
-    (a value no tool returned) rose 5 -> 18 of 200 held-out episodes and success fell 0.770 -> 0.760.
-    The penalty cannot be earned without progress: its only escapes are answering right or not answering."""
-    if episode.finish_reason != "answer":
-        return 0.0
-    return -(1.0 - float(episode.grade or 0.0))
+    turns. Why: correctness alone grades a wrong answer like running out of turns, and under ``token_mean``
+    the answer tokens are then pushed up by every success and down by almost no failure, so GRPO learns to
+    answer in any state (ungrounded wrong answers 5 -> 18 of 200 held-out episodes from SFT-300). Its only
+    escapes are answering right or not answering. Off by default: at 0.5 it helped one start and hurt
+    another (README, "GRPO that learns")."""
+    return -(1.0 - correctness(episode)) if episode.finish_reason == "answer" else 0.0
 
 
 def turn_cost(episode) -> float:
