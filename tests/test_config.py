@@ -22,6 +22,8 @@ def test_override_wins_over_yaml(tmp_path):
     ("sandbox.timeout_s=-1", "sandbox.timeout_s", "-1"),
     ("env.name=nowhere", "env.name", "'nowhere'"),
     ("env.toolworld.quirk_rte=0.5", "env.toolworld.quirk_rte", "0.5"),
+    ("rollout.generation.min_p=1.5", "rollout.generation.min_p", "1.5"),
+    ("rollout.generation.top_p=0", "rollout.generation.top_p", "0"),
 ])
 def test_bad_value_names_field_and_value(override, field, value):
     with pytest.raises(ConfigError) as err:

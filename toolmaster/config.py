@@ -243,6 +243,8 @@ class SynthConfig(Section):
 class GenerationConfig(Section):
     max_new_tokens: int = Field(96, ge=1)
     temperature: float = Field(0.0, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    min_p: float = Field(0.0, ge=0.0, le=1.0, description="drop tokens below min_p x the top token's probability")
 
 
 class SamplingConfig(GenerationConfig):
