@@ -370,6 +370,10 @@ class GRPOConfig(Section):
     balance_token_mass: bool = Field(False, description="per group, scale the side (positive or negative "
                                      "advantages) with more token mass down to the other's: long failures "
                                      "cannot outweigh the successes (trainer/advantages.py)")
+    failure_credit: Literal["whole", "until_first_error"] = Field(
+        "whole", description="whole: every sampled token of an unsuccessful episode carries its advantage; "
+        "until_first_error: only its turns up to its first failed execution call (its retries repeat right "
+        "moves with wrong details; trainer/advantages.py)")
     warmup_steps: int = Field(2, ge=0, description="linear learning-rate warm-up over the first updates "
                               "(with optimizer_state 'fresh' the RL stage starts with empty Adam moments)")
     optimizer_state: Literal["fresh", "checkpoint"] = Field(

@@ -111,3 +111,31 @@ def test_a_wrong_answer_is_pushed_down_more_than_a_timeout():
     hopeless = [record(0.0, True), record(0.0, False)]
     assert not informative(hopeless, weights)
     assert max(abs(a) for a in episode_advantages(hopeless, 2, weights)) <= 0.25 + 1e-9
+
+
+def test_an_unsuccessful_episode_trains_only_up_to_its_first_failed_execution_call():
+    from toolmaster.protocol.stats import EpisodeStats
+    from toolmaster.trainer.advantages import mask_after_first_error
+
+    stats = EpisodeStats()
+    stats.record_turn(False, 0)
+    stats.record_call("get_a", False)  # trial: a note follows
+    stats.record_turn(True, 0)
+    stats.record_call("get_a", False)  # the first failed execution call, in turn 1
+    stats.record_turn(False, 0)
+    stats.record_call("get_a", True)  # the retry that repeats the noted rule
+    summary = stats.summary()
+    assert summary["first_failed_execution_turn"] == 1 and summary["trial_calls"] == 1
+    # prompt, turn 0, observation, turn 1, observation, turn 2
+    mask = [0, 0, 1, 1, 0, 1, 1, 1, 0, 0, 1, 1]
+    record = {"loss_mask": mask, "stats": summary, "correct": False}
+    assert mask_after_first_error(record) == [0, 0, 1, 1, 0, 1, 1, 1, 0, 0, 0, 0]
+    assert mask_after_first_error({**record, "correct": True}) == mask  # successes keep every turn
+    # a wrong final answer keeps its turn: it decided the outcome
+    answered = {**record, "finish_reason": "answer", "loss_mask": mask + [0, 0, 1, 1]}
+    assert mask_after_first_error(answered) == [0, 0, 1, 1, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1, 1]
+    clean = EpisodeStats()
+    clean.record_turn(False, 0)
+    clean.record_call("get_a", True)
+    assert clean.summary()["first_failed_execution_turn"] is None
+    assert mask_after_first_error({**record, "stats": clean.summary()}) == mask  # never failed a call

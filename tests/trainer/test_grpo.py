@@ -25,8 +25,9 @@ def _config(run_dir, zero_stage, steps=2, extra=()):
         f"learner.zero_stage={zero_stage}", "learner.lr=1e-3", "rewards.verbosity_cost=1.0"])
 
 
-def _env_actors(tied):  # the tied case also runs its tools on ToolEnv actors, with balanced token mass
-    return ["env_actors.num_actors=2", "grpo.balance_token_mass=true"] if tied else []
+def _env_actors(tied):  # the tied case also runs its tools on ToolEnv actors, with balanced token mass;
+    # the untied cases train unsuccessful episodes only up to their first failed execution call
+    return ["env_actors.num_actors=2", "grpo.balance_token_mass=true"] if tied else ["grpo.failure_credit=until_first_error"]
 
 
 def _check_parity(trainer):
@@ -67,6 +68,9 @@ def test_two_grpo_steps(ray_local, tmp_path, tiny_model_dir, cfg, zero_stage, ti
             assert len(h["group_success"]) == 2
             if tied:  # balanced: no group pushes its sampled tokens down more than up
                 assert h["advantage_token_mass_pos"] == pytest.approx(-h["advantage_token_mass_neg"])
+        for r in trainer.last_records:  # one run of sampled tokens per assistant turn (failure_credit counts on it)
+            mask = r["loss_mask"]
+            assert sum(1 for i, m in enumerate(mask) if m and (i == 0 or not mask[i - 1])) == r["stats"]["turns"]
         # sampling logprobs = learner's on the step's first (on-policy) update
         assert all(abs(h["train/ratio_mean_first_update"] - 1.0) < 1e-3 for h in history)
         assert all(h["train/updates"] == 2 for h in history)  # the default: two updates per step

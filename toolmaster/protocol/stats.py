@@ -30,8 +30,12 @@ class EpisodeStats:
         notes = [i for i, e in enumerate(self.events) if e[0] == "experience"]
         first_call: dict = {}
         trial = execution = failed = corrections = 0
+        first_failed_execution_turn = None
         pending: dict[str, int] = {}
+        turn = -1
         for i, event in enumerate(self.events):
+            if event[0] == "turn":
+                turn += 1
             if event[0] != "call":
                 continue
             _, tool, ok = event
@@ -43,6 +47,8 @@ class EpisodeStats:
                 continue
             execution += 1
             if not ok:
+                if first_failed_execution_turn is None:
+                    first_failed_execution_turn = turn
                 pending[tool] = pending.get(tool, 0) + 1
             elif pending.get(tool):
                 pending[tool] -= 1
@@ -55,4 +61,6 @@ class EpisodeStats:
             "parse_errors": sum(e[0] == "parse_error" for e in self.events),
             "corrections": corrections,
             "wrote_experience": bool(notes),
+            # the assistant turn (0-based) whose execution call failed first; None: none failed
+            "first_failed_execution_turn": first_failed_execution_turn,
         }

@@ -73,6 +73,31 @@ def balance_token_mass(advantages: list[float], lengths: list[int], group_size: 
     return out
 
 
+def mask_after_first_error(record: dict) -> list[int]:
+    """The loss mask of an unsuccessful episode ended at its first failed execution call: the turns after it keep no
+    gradient. Why: an agent whose call failed retries, and its retries repeat the right moves (the rule it
+    noted, the tool it needs) with the wrong detail. With the whole failure trained on, a rule applied once in
+    a success and five times in a failure gets a net push *down*, and the policy unlearns what it got right
+    (measured: 1-hop/prefix tasks 0.23 -> 0.12 under GRPO, README "GRPO that learns"). Up to its first
+    failed call an unsuccessful episode differs from the successes only where it went wrong. A final wrong
+    answer keeps its gradient too: it decides the outcome, and without it answering is only ever pushed up
+    (measured: wrong answers 1 -> 10 of 200). Successes, episodes that never failed an execution call and
+    multi-segment records keep their whole mask."""
+    turn = (record.get("stats") or {}).get("first_failed_execution_turn")
+    if record.get("correct") or turn is None or record.get("segments"):
+        return record["loss_mask"]
+    mask = record["loss_mask"]
+    starts = [i for i, m in enumerate(mask) if m and (i == 0 or not mask[i - 1])]  # each run: one assistant turn
+    keep = set(range(min(turn + 1, len(starts))))
+    if record.get("finish_reason") == "answer":
+        keep.add(len(starts) - 1)
+    out, current = [], -1
+    for i, m in enumerate(mask):
+        current += bool(m and (i == 0 or not mask[i - 1]))
+        out.append(m if current in keep else 0)
+    return out
+
+
 def loss_weights(lengths: list[int], aggregation: str) -> list[float]:
     """Per-sequence weights of the summed per-token loss, so that the batch's loss is
 

@@ -28,7 +28,7 @@ from toolmaster.ray_utils import init_ray
 from toolmaster.rollout.pool import RolloutPool
 from toolmaster.tools.sandbox import check_isolation
 from toolmaster.trainer.advantages import (balance_token_mass, episode_advantages, failed, informative,
-                                           loss_weights)
+                                           loss_weights, mask_after_first_error)
 from toolmaster.trainer.curriculum import Curriculum
 from toolmaster.trainer.checkpoints import Checkpoints, check_optimizer_source, has_engine_state
 from toolmaster.trainer.run_dir import RunDir
@@ -51,6 +51,8 @@ def build_batch(records: list[dict], g, reward_weights: dict) -> tuple[dict, dic
     if g.balance_token_mass:
         advantages = balance_token_mass(advantages, [_sampled_tokens(r) for r in records], group_size)
     advantages = [a if a > 0 else g.negative_advantage_weight * a for a in advantages]
+    if g.failure_credit == "until_first_error":
+        records = [{**r, "loss_mask": mask_after_first_error(r)} for r in records]
     keep = []
     for lo in range(0, len(records), group_size):
         if g.drop_zero_variance and not informative(records[lo: lo + group_size], reward_weights, with_failed):
