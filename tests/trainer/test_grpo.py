@@ -47,6 +47,7 @@ def _check_parity(trainer):
                          ids=["zero2-untied-kl", "zero3-tied-envactors", "zero2-lora-kl"])
 def test_two_grpo_steps(ray_local, tmp_path, tiny_model_dir, cfg, zero_stage, tied, kl_beta, lora):
     from toolmaster.models.tiny import build_tiny_model
+    from toolmaster.trainer.advantages import assistant_turns
     from toolmaster.trainer.grpo import GRPOTrainer
 
     model_dir = tiny_model_dir
@@ -69,8 +70,7 @@ def test_two_grpo_steps(ray_local, tmp_path, tiny_model_dir, cfg, zero_stage, ti
             if tied:  # balanced: no group pushes its sampled tokens down more than up
                 assert h["advantage_token_mass_pos"] == pytest.approx(-h["advantage_token_mass_neg"])
         for r in trainer.last_records:  # one run of sampled tokens per assistant turn (failure_credit counts on it)
-            mask = r["loss_mask"]
-            assert sum(1 for i, m in enumerate(mask) if m and (i == 0 or not mask[i - 1])) == r["stats"]["turns"]
+            assert max(assistant_turns(r["loss_mask"])) + 1 == r["stats"]["turns"]
         # sampling logprobs = learner's on the step's first (on-policy) update
         assert all(abs(h["train/ratio_mean_first_update"] - 1.0) < 1e-3 for h in history)
         assert all(h["train/updates"] == 2 for h in history)  # the default: two updates per step

@@ -79,7 +79,8 @@ class VLLMEngine:
         from vllm import SamplingParams
 
         return SamplingParams(max_tokens=generation.max_new_tokens, temperature=generation.temperature,
-                              top_p=generation.top_p, min_p=generation.min_p, logprobs=0, skip_special_tokens=False, stop_token_ids=[self.im_end], stop=stop or None)
+                              top_p=generation.top_p, min_p=generation.min_p, logprobs=0,
+                              skip_special_tokens=False, stop_token_ids=[self.im_end], stop=stop or None)
 
     def set_episode_generation(self, episode_id: str, generation, stop: list[str] | None = None) -> None:
         """Sampling settings for one episode only (greedy held-out evaluation on a training fleet, or what an

@@ -86,15 +86,19 @@ def mask_after_first_error(record: dict) -> list[int]:
     turn = (record.get("stats") or {}).get("first_failed_execution_turn")
     if record.get("correct") or turn is None or record.get("segments"):
         return record["loss_mask"]
-    mask = record["loss_mask"]
-    starts = [i for i, m in enumerate(mask) if m and (i == 0 or not mask[i - 1])]  # each run: one assistant turn
-    keep = set(range(min(turn + 1, len(starts))))
-    if record.get("finish_reason") == "answer":
-        keep.add(len(starts) - 1)
-    out, current = [], -1
-    for i, m in enumerate(mask):
-        current += bool(m and (i == 0 or not mask[i - 1]))
-        out.append(m if current in keep else 0)
+    turns = assistant_turns(record["loss_mask"])
+    last = max(turns, default=-1)
+    answered = record.get("finish_reason") == "answer"
+    return [m if t <= turn or (answered and t == last) else 0 for m, t in zip(record["loss_mask"], turns)]
+
+
+def assistant_turns(loss_mask: list[int]) -> list[int]:
+    """Per token, the assistant turn it belongs to (−1 before the first): each run of sampled tokens is one
+    turn, since observations (mask 0) separate the turns."""
+    out, turn = [], -1
+    for i, m in enumerate(loss_mask):
+        turn += bool(m and (i == 0 or not loss_mask[i - 1]))
+        out.append(turn)
     return out
 
 
