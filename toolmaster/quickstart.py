@@ -14,10 +14,11 @@ from toolmaster.config import dump_config
 from toolmaster.trainer.run_dir import RunDir
 
 
-def evaluate_stages(cfg, out: Path, stages: dict, reach_of: str | None = None) -> dict:
+def evaluate_stages(cfg, out: Path, stages: dict, reach_of: str | None = None, done: dict | None = None) -> dict:
     """Each stage's checkpoint on toolworld's held-out test split, on one rollout fleet: the pool starts
     with the first checkpoint and loads each next one as a new weight version (no engine restarts).
-    ``reach_of``: that stage's report also gets ``reach``, its failures sampled as GRPO groups."""
+    ``reach_of``: that stage's report also gets ``reach``, its failures sampled as GRPO groups.
+    ``done``: stage -> a report already measured on the same tasks and settings, used instead of a rerun."""
     from toolmaster.envs import make_env
     from toolmaster.evaluation.reach import sample_failures
     from toolmaster.evaluation.runner import eval_tasks, evaluate, fleet_config
@@ -28,16 +29,22 @@ def evaluate_stages(cfg, out: Path, stages: dict, reach_of: str | None = None) -
     eval_cfg = cfg.model_copy(deep=True)
     eval_cfg.env.name = "toolworld"
     eval_cfg.eval.policy, eval_cfg.eval.split = "model", "test"
+    done = done or {}
+    served = [s for s in stages if s not in done or s == reach_of]  # the stages the fleet must load
+    reports = dict(done)
+    if not served:
+        return reports
     init_ray()
-    pool = RolloutPool(fleet_config(eval_cfg), next(iter(stages.values())))
-    reports = {}
+    pool = RolloutPool(fleet_config(eval_cfg), stages[served[0]])
     try:
-        for version, (stage, path) in enumerate(stages.items()):
+        for version, stage in enumerate(served):
+            path = stages[stage]
             if version:
                 pool.update_weights(checkpoint_handle(path, version))
             eval_cfg.eval.model = path
-            with console.progress(f"evaluating {stage}", 0) as advance:
-                reports[stage] = evaluate(eval_cfg, out / f"eval_{stage}", progress=advance, pool=pool)
+            if stage not in done:
+                with console.progress(f"evaluating {stage}", 0) as advance:
+                    reports[stage] = evaluate(eval_cfg, out / f"eval_{stage}", progress=advance, pool=pool)
             if stage == reach_of:
                 with console.status(f"sampling the {stage} model's failures ({cfg.grpo.group_size} per task)"):
                     reports[stage]["reach"] = sample_failures(
@@ -45,7 +52,35 @@ def evaluate_stages(cfg, out: Path, stages: dict, reach_of: str | None = None) -
                         cfg.grpo.group_size, cfg.rollout.generation.model_dump())
     finally:
         pool.shutdown()
-    return reports
+    return {stage: reports[stage] for stage in stages}
+
+
+def heldout_reports_from_grpo(cfg, grpo_dir: Path, out: Path) -> dict:
+    """The SFT and GRPO models' held-out reports that GRPO's own evaluation wrote (``grpo.eval_every``: its
+    first and its last), when they were taken on exactly the tasks and greedy settings of the stage
+    evaluation; copied to ``eval_sft`` / ``eval_grpo``. Empty when they were not (then the stages are
+    evaluated again)."""
+    import shutil
+
+    from toolmaster.envs import make_env
+    from toolmaster.evaluation.runner import eval_tasks
+
+    g = cfg.grpo
+    if not g.eval_every or g.eval_split != "test" or cfg.env.name != "toolworld":
+        return {}
+    eval_cfg = cfg.model_copy(deep=True)
+    eval_cfg.eval.split = "test"
+    task_ids = [t.id for t in eval_tasks(eval_cfg, make_env(eval_cfg.env))]
+    versions = sorted(int(d.name[1:]) for d in (grpo_dir / "eval").glob("v*") if (d / "report.json").is_file())
+    if len(versions) < 2 or versions[0] != 0:
+        return {}
+    found = {stage: json.loads((grpo_dir / "eval" / f"v{version}" / "report.json").read_text())
+             for stage, version in (("sft", versions[0]), ("grpo", versions[-1]))}
+    if any([item["task_id"] for item in r["items"]] != task_ids for r in found.values()):
+        return {}
+    for stage, version in (("sft", versions[0]), ("grpo", versions[-1])):
+        shutil.copytree(grpo_dir / "eval" / f"v{version}", out / f"eval_{stage}", dirs_exist_ok=True)
+    return found
 
 
 # What the quickstart sets out to show (issue 10): GRPO adds held-out success on top of SFT, and does not
@@ -108,7 +143,7 @@ def quickstart(cfg, out_dir: str) -> dict:
     t4 = time.time()
     reports = evaluate_stages(cfg, out, {"untrained": str(model_dir), "sft": sft["checkpoint"],
                                           "grpo": str(Path(grpo["run_dir"]) / "checkpoints" / "latest")},
-                              reach_of="sft")
+                              reach_of="sft", done=heldout_reports_from_grpo(cfg, Path(grpo["run_dir"]), out))
     timings["eval_s"] = round(time.time() - t4, 1)
     timings["total_s"] = round(time.time() - t0, 1)
 
