@@ -38,6 +38,26 @@ def weight_distance(a_dir: str, b_dir: str) -> tuple[float, float]:
     return diff / norm, max(float((b[k].float() - a[k].float()).abs().max()) for k in keys)
 
 
+def episode_class(item: dict) -> str:
+    """clean / err (a failed execution call) and + / − (solved or not), from an evaluation report's item."""
+    erred = (item.get("stats") or {}).get("first_failed_execution_turn") is not None
+    return ("err" if erred else "clean") + ("+" if item["correct"] else "−")
+
+
+def transitions(before: dict, after: dict) -> dict:
+    """How each task's greedy episode changed class between two reports on the same tasks, and how often
+    an erred episode recovered (was still solved) under each model."""
+    from collections import Counter
+
+    a = {i["task_id"]: episode_class(i) for i in before["items"]}
+    b = {i["task_id"]: episode_class(i) for i in after["items"]}
+    recovery = {}
+    for name, classes in (("sft", a), ("grpo", b)):
+        erred = [c for c in classes.values() if c.startswith("err")]
+        recovery[name] = (erred.count("err+"), len(erred))
+    return {"moves": dict(Counter(f"{a[t]} -> {b[t]}" for t in a)), "recovered": recovery}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True, help="the SFT checkpoint GRPO starts from")
@@ -65,11 +85,16 @@ def main() -> None:
     summary = {"stages": rows, "weight_change_relative_l2": rel, "weight_change_max": biggest,
                "overrides": args.overrides, "eval_tasks": args.eval_tasks,
                "train_success": [h["success"] for h in history]}
+    summary["episode_classes"] = transitions(reports["sft"], reports["grpo"])
     (out / "gain.json").write_text(json.dumps(summary, indent=2))
     print(f"{'model':<6}" + "".join(f"{k:>18}" for k in keys))
     for stage, r in rows.items():
         print(f"{stage:<6}" + "".join(f"{r[k]:>18.3f}" for k in keys))
     print(f"{'Δ':<6}" + "".join(f"{rows['grpo'][k] - rows['sft'][k]:>+18.3f}" for k in keys))
+    classes = summary["episode_classes"]
+    print("task classes SFT -> GRPO (clean / err: a failed execution call; + / −: solved): " +
+          ", ".join(f"{k} {n}" for k, n in sorted(classes["moves"].items())))
+    print("erred episodes that recovered: " + ", ".join(f"{s} {r}/{n}" for s, (r, n) in classes["recovered"].items()))
     print(f"GRPO moved the weights by {rel:.2%} (relative L2), max |Δw| {biggest:.2e}; "
           f"{args.eval_tasks} held-out '{cfg.eval.split}' tasks, greedy; overrides: {' '.join(args.overrides)}")
 
