@@ -33,7 +33,7 @@ def evaluate_stages(cfg, out: Path, stages: dict, reach_of: str | None = None, d
     served = [s for s in stages if s not in done or s == reach_of]  # the stages the fleet must load
     reports = dict(done)
     if not served:
-        return reports
+        return {stage: reports[stage] for stage in stages}
     init_ray()
     pool = RolloutPool(fleet_config(eval_cfg), stages[served[0]])
     try:
@@ -74,12 +74,12 @@ def heldout_reports_from_grpo(cfg, grpo_dir: Path, out: Path) -> dict:
     versions = sorted(int(d.name[1:]) for d in (grpo_dir / "eval").glob("v*") if (d / "report.json").is_file())
     if len(versions) < 2 or versions[0] != 0:
         return {}
-    found = {stage: json.loads((grpo_dir / "eval" / f"v{version}" / "report.json").read_text())
-             for stage, version in (("sft", versions[0]), ("grpo", versions[-1]))}
+    sources = {"sft": grpo_dir / "eval" / f"v{versions[0]}", "grpo": grpo_dir / "eval" / f"v{versions[-1]}"}
+    found = {stage: json.loads((d / "report.json").read_text()) for stage, d in sources.items()}
     if any([item["task_id"] for item in r["items"]] != task_ids for r in found.values()):
         return {}
-    for stage, version in (("sft", versions[0]), ("grpo", versions[-1])):
-        shutil.copytree(grpo_dir / "eval" / f"v{version}", out / f"eval_{stage}", dirs_exist_ok=True)
+    for stage, d in sources.items():
+        shutil.copytree(d, out / f"eval_{stage}", dirs_exist_ok=True)
     return found
 
 
