@@ -74,11 +74,15 @@ def main() -> None:
 
     out = Path(args.out)
     cfg = load_config(args.config, [f"run_dir={out / 'grpo'}", *args.overrides])
-    history = train_grpo(cfg, args.model)["history"] if not args.after else []
+    result = train_grpo(cfg, args.model) if not args.after else {"history": [], "best": None}
+    history, best = result["history"], result["best"]
     after = args.after or str(out / "grpo" / "checkpoints" / "latest")
     eval_cfg = cfg.model_copy(deep=True)
     eval_cfg.eval.num_tasks = args.eval_tasks
-    reports = evaluate_stages(eval_cfg, out, {"sft": args.model, "grpo": after})
+    stages = {"sft": args.model, "grpo": after}
+    if best and 0 < best["step"] < cfg.grpo.steps:  # grpo.keep_best chose a checkpoint in between: evaluate it too
+        stages["chosen"] = str(out / "grpo" / "checkpoints" / "best")
+    reports = evaluate_stages(eval_cfg, out, stages)
     rel, biggest = weight_distance(args.model, after)
     keys = ("success", "finish_rate", "mean_trial_calls", "mean_corrections", "mean_turns")
     rows = {stage: {k: r[k] for k in keys} for stage, r in reports.items()}
@@ -95,6 +99,12 @@ def main() -> None:
     print("task classes SFT -> GRPO (clean / err: a failed execution call; + / −: solved): " +
           ", ".join(f"{k} {n}" for k, n in sorted(classes["moves"].items())))
     print("erred episodes that recovered: " + ", ".join(f"{s} {r}/{n}" for s, (r, n) in classes["recovered"].items()))
+    if best:  # the model grpo.keep_best names, by its held-out score on grpo.eval_split
+        chosen = "sft" if best["step"] == 0 else "grpo" if best["step"] == cfg.grpo.steps else "chosen"
+        summary["chosen"] = {**best, "stage": chosen, "success": rows[chosen]["success"]}
+        (out / "gain.json").write_text(json.dumps(summary, indent=2))
+        print(f"grpo.keep_best chose step {best['step']} ({best['split']} {best['score']:.3f}): the {chosen} model, "
+              f"held-out success {rows[chosen]['success']:.3f} (Δ {rows[chosen]['success'] - rows['sft']['success']:+.3f})")
     print(f"GRPO moved the weights by {rel:.2%} (relative L2), max |Δw| {biggest:.2e}; "
           f"{args.eval_tasks} held-out '{cfg.eval.split}' tasks, greedy; overrides: {' '.join(args.overrides)}")
 

@@ -61,3 +61,12 @@ def test_gpu_only_settings_fail_before_any_actor_starts():
         check_runtime(cfg)
     with pytest.raises(ConfigError, match="learner.lora.rank"):
         build_config({}, ["learner.lora.rank=-1"])
+
+
+def test_keep_best_needs_evaluations_on_a_split_that_is_not_reported():
+    with pytest.raises(ConfigError, match="set grpo.eval_every"):
+        build_config({}, ["grpo.keep_best=true"])
+    with pytest.raises(ConfigError, match="grpo.eval_split=val"):  # choosing on the reported split
+        build_config({}, ["grpo.keep_best=true", "grpo.eval_every=5"])
+    cfg = build_config({}, ["grpo.keep_best=true", "grpo.eval_every=5", "grpo.eval_split=val"])
+    assert cfg.grpo.keep_best and cfg.eval.split == "test"

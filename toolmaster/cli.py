@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tool-server", help="URL of a running tool server (default: one is started when needed)")
     p.add_argument("--policy", choices=["model", "oracle", "empty"])
     p.add_argument("--model", help="model directory for --policy model")
-    p.add_argument("--split", choices=["train", "test", "test_ood"])
+    p.add_argument("--split", choices=["train", "val", "test", "test_ood"])
     p.add_argument("--limit", type=int, help="evaluate the first N items only")
     p.add_argument("--out", required=True)
     _common(p)

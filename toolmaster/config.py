@@ -255,7 +255,7 @@ class SamplingConfig(GenerationConfig):
 
 class EvalConfig(Section):
     policy: Literal["model", "oracle", "empty"] = "model"
-    split: Literal["train", "test", "test_ood"] = "test"
+    split: Literal["train", "val", "test", "test_ood"] = "test"
     num_tasks: int | None = Field(None, ge=1, description="None: the whole split (toolworld: env.toolworld.eval_tasks)")
     model: str | None = Field(None, description="model directory for policy=model")
     generation: GenerationConfig = GenerationConfig()
@@ -384,9 +384,15 @@ class GRPOConfig(Section):
     eval_every: int = Field(0, ge=0, description="greedy held-out evaluation every N steps on the rollout fleet "
                             "(and before the first step); 0: none")
     eval_tasks: int = Field(50, ge=1, description="tasks per held-out evaluation")
-    eval_split: str = Field("test", description="the held-out split evaluated during training")
+    eval_split: str = Field("test", description="the held-out split evaluated during training (toolworld: 'val' "
+                            "has its own tasks on unseen tools, for choosing a checkpoint)")
+    keep_best: bool = Field(False, description="checkpoints/best names the model (the start model or a step "
+                            "checkpoint) with the best held-out score on grpo.eval_split over the run's evaluations; "
+                            "needs eval_every and a split other than the reported eval.split")
     checkpoint_every: int = Field(0, ge=0, description="0: only at the end")
     keep_checkpoints: int = Field(2, ge=1, description="step checkpoints kept (the newest is also `latest`)")
+    save_rollouts: bool = Field(False, description="write every sampled episode of each step, with its advantage "
+                                "and the turns that carried gradient, to rollouts/step-N.jsonl in the run directory")
     async_rollouts: bool = Field(False, description="generate step s+1's episodes while step s trains")
     max_staleness: int = Field(1, ge=0, description="async: episodes sampled more than this many versions "
                                                    "before the one being trained are re-sampled")
@@ -418,6 +424,16 @@ class Config(Section):
     learner: LearnerConfig = LearnerConfig()
     grpo: GRPOConfig = GRPOConfig()
     sft: SFTConfig = SFTConfig()
+
+    @model_validator(mode="after")
+    def _selection_split(self) -> "Config":
+        g = self.grpo
+        if g.keep_best and not g.eval_every:
+            raise ValueError("grpo.keep_best chooses among the evaluations of grpo.eval_every: set grpo.eval_every")
+        if g.keep_best and g.eval_split == self.eval.split:
+            raise ValueError(f"grpo.keep_best would choose the checkpoint on grpo.eval_split={g.eval_split!r}, the split "
+                             f"eval.split reports: choose on another held-out split (toolworld: grpo.eval_split=val)")
+        return self
 
     @model_validator(mode="after")
     def _transport(self) -> "Config":

@@ -141,8 +141,9 @@ def quickstart(cfg, out_dir: str) -> dict:
     timings["grpo_s"] = round(time.time() - t3, 1)
 
     t4 = time.time()
-    reports = evaluate_stages(cfg, out, {"untrained": str(model_dir), "sft": sft["checkpoint"],
-                                          "grpo": str(Path(grpo["run_dir"]) / "checkpoints" / "latest")},
+    # with grpo.keep_best the GRPO stage is the model chosen on the validation split (possibly the SFT model)
+    grpo_model = Path(grpo["run_dir"]) / "checkpoints" / ("best" if grpo["best"] else "latest")
+    reports = evaluate_stages(cfg, out, {"untrained": str(model_dir), "sft": sft["checkpoint"], "grpo": str(grpo_model)},
                               reach_of="sft", done=heldout_reports_from_grpo(cfg, Path(grpo["run_dir"]), out))
     timings["eval_s"] = round(time.time() - t4, 1)
     timings["total_s"] = round(time.time() - t0, 1)
@@ -159,6 +160,7 @@ def quickstart(cfg, out_dir: str) -> dict:
         # held-out success measured during GRPO (grpo.eval_every), step 0 = the SFT model
         "grpo_heldout_success": {r["step"]: r["eval/success"] for r in RunDir.read(Path(grpo["run_dir"]))
                                  if "eval/success" in r},
+        "grpo_heldout_split": cfg.grpo.eval_split, "grpo_selected": grpo["best"],
         "grpo_train_success": [h["success"] for h in grpo["history"]],
         "eval_tasks": reports["untrained"]["num_items"], "split": "test (held-out tools)", "timings": timings,
         "rl_gain": rl_gain(reports["sft"], reports["grpo"]),
@@ -169,8 +171,11 @@ def quickstart(cfg, out_dir: str) -> dict:
         "toolworld held-out test tools", ["stage", "success", "finish rate", "trial calls / ep", "corrections / ep"],
         [[s, r["success"], r["finish_rate"], r["mean_trial_calls"], r["mean_corrections"]] for s, r in reports.items()])
     if result["grpo_heldout_success"]:
-        print("held-out success during GRPO (step: success): " +
+        print(f"held-out success during GRPO on '{cfg.grpo.eval_split}' (step: success): " +
               ", ".join(f"{k}: {v:.2f}" for k, v in result["grpo_heldout_success"].items()))
+    if grpo["best"]:
+        print(f"GRPO stage = the step-{grpo['best']['step']} model, the best on '{grpo['best']['split']}' "
+              f"(grpo.keep_best; step 0 is the SFT model)")
     print(f"toolworld test-split success: untrained {result['success']['untrained']:.3f}, "
           f"SFT {result['success']['sft']:.3f}, GRPO {result['success']['grpo']:.3f}; "
           f"report: {out / 'report.json'}; wall time {timings['total_s']} s")

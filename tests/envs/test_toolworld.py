@@ -39,6 +39,17 @@ def test_test_split_disjoint_from_train(cfg):
             assert not tr & te, f"{split} shares {kind} with train: {sorted(tr & te)[:5]}"
 
 
+def test_val_split_has_its_own_tasks_on_unseen_tools(cfg):
+    """val (for choosing a checkpoint) draws names and rules like test, never train's, in tasks of its own."""
+    env = make_env(cfg.env)
+    val, test = env.tasks("val", 200), env.tasks("test", 200)
+    assert all(t.id.startswith("toolworld-val-") and t.metadata["split"] == "val" for t in val)
+    assert not {t.question for t in val} & {t.question for t in test}
+    for kind, tr, va in zip(("tool names", "parameter names", "entities"), _names(env.tasks("train", 300)), _names(val)):
+        assert not tr & va, f"val shares {kind} with train"
+    assert {q["kind"] for t in val for q in t.metadata["quirks"].values()} - {"none"} == set(IN_DOMAIN_KINDS)
+
+
 def test_quirk_kinds_and_values_per_split(cfg):
     env = make_env(cfg.env)
 

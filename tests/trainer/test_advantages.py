@@ -68,7 +68,7 @@ def test_negative_advantages_can_be_scaled_down():
     from toolmaster.trainer.grpo import build_batch
 
     records = [{**_record(c, 2, 4), "correct": bool(c), "token_ids": [1, 2, 3], "loss_mask": [0, 1, 1],
-                "logprobs": [0.0, -0.1, -0.2]} for c in (1.0, 0.0, 0.0, 0.0)]
+                "logprobs": [0.0, -0.1, -0.2], "episode_id": f"e{i}"} for i, c in enumerate((1.0, 0.0, 0.0, 0.0))]
     full, info = build_batch(records, build_config({}, ["grpo.group_size=4"]).grpo, WEIGHTS)
     half, _ = build_batch(records, build_config({}, ["grpo.group_size=4", "grpo.negative_advantage_weight=0.5"]).grpo,
                           WEIGHTS)
@@ -139,3 +139,18 @@ def test_an_unsuccessful_episode_trains_only_up_to_its_first_failed_execution_ca
     clean.record_call("get_a", True)
     assert clean.summary()["first_failed_execution_turn"] is None
     assert mask_after_first_error({**record, "stats": clean.summary()}) == mask  # never failed a call
+
+
+def test_episode_credit_names_each_episodes_advantage_and_trained_turns():
+    from toolmaster.trainer.advantages import episode_credit
+
+    base = {"policy_version": 0, "finish_reason": "answer", "rewards": {"total": 0.0}, "stats": {}, "messages": []}
+    records = [{**base, "episode_id": "a", "correct": True}, {**base, "episode_id": "b", "correct": False},
+               {**base, "episode_id": "c", "correct": False}]
+    # "b" trained only its first turn (failure credit); "c" was dropped (its group was not informative)
+    batch = {"episode_ids": ["a", "b"], "advantages": [1.0, -1.0],
+             "loss_mask": [[0, 1, 1, 0, 1], [0, 1, 1, 0, 0]]}
+    out = {e["episode_id"]: e for e in episode_credit(records, batch)}
+    assert (out["a"]["advantage"], out["a"]["trained_turns"]) == (1.0, [0, 1])
+    assert (out["b"]["advantage"], out["b"]["trained_turns"]) == (-1.0, [0])
+    assert (out["c"]["advantage"], out["c"]["trained_turns"]) == (None, [])

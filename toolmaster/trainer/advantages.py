@@ -102,6 +102,24 @@ def assistant_turns(loss_mask: list[int]) -> list[int]:
     return out
 
 
+def episode_credit(records: list[dict], batch: dict) -> list[dict]:
+    """What the step did with each sampled episode, for ``grpo.save_rollouts``: the conversation, its
+    rewards and counters, and — when it was trained — its advantage and the assistant turns that carried
+    gradient (after ``grpo.failure_credit``). Episodes dropped by filtering or failed have advantage None."""
+    trained = {}
+    for eid, adv, mask in zip(batch["episode_ids"], batch["advantages"], batch["loss_mask"]):
+        turns = trained.setdefault(eid, (adv, set()))[1]
+        turns.update(t for t, m in zip(assistant_turns(mask), mask) if m)
+    out = []
+    for r in records:
+        adv, turns = trained.get(r["episode_id"], (None, set()))
+        out.append({"episode_id": r["episode_id"], "task_id": r.get("task_id"), "policy_version": r["policy_version"],
+                    "advantage": adv, "trained_turns": sorted(turns), "correct": r["correct"],
+                    "finish_reason": r["finish_reason"], "rewards": r["rewards"], "stats": r["stats"],
+                    "error": r.get("error"), "messages": r.get("messages")})
+    return out
+
+
 def loss_weights(lengths: list[int], aggregation: str) -> list[float]:
     """Per-sequence weights of the summed per-token loss, so that the batch's loss is
 

@@ -1,6 +1,7 @@
 """A run's step checkpoints: ``checkpoints/step-NNNNNN/`` holds everything a resumed run needs (the HF model
 directory at its top level, DeepSpeed's engine state, every rank's RNG, the driver's trainer state);
-``checkpoints/latest`` points at the newest; the last ``keep`` are kept.
+``checkpoints/latest`` points at the newest; the last ``keep`` are kept, and the one ``checkpoints/best``
+names (``grpo.keep_best``) too.
 
 A checkpoint becomes visible in one rename of a complete directory, and the run's ``trainer_state.json``
 (what ``--resume`` reads) names it only afterwards, so a run killed at any moment resumes from a whole
@@ -42,20 +43,31 @@ class Checkpoints:
         return str(final)
 
     def _point_latest(self, name: str) -> None:
-        latest, link = self.root / "latest", self.root / ".latest.tmp"
+        latest = self.root / "latest"
         if latest.is_dir() and not latest.is_symlink():  # a run directory from before step checkpoints
             shutil.rmtree(latest)
+        self.point("latest", name)
+
+    def point(self, alias: str, target: str) -> Path:
+        """Make ``checkpoints/<alias>`` a link to ``target`` (a step checkpoint's name, or a path outside the
+        run such as the start model), replaced in one rename."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path, link = self.root / alias, self.root / f".{alias}.tmp"
         if link.is_symlink() or link.exists():
             link.unlink()
-        os.symlink(name, link)
-        os.replace(link, latest)
+        os.symlink(target, link)
+        os.replace(link, path)
+        return path
 
     def steps(self) -> list[Path]:
         return sorted(p for p in self.root.glob("step-*") if p.is_dir())
 
     def _prune(self) -> None:
+        best = self.root / "best"
+        protected = best.resolve() if best.is_symlink() else None
         for path in self.steps()[:-self.keep]:
-            shutil.rmtree(path, ignore_errors=True)
+            if path.resolve() != protected:
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def has_engine_state(checkpoint: str) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 import time
+from pathlib import Path
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -27,8 +28,8 @@ from toolmaster.learner.group import LearnerGroup
 from toolmaster.ray_utils import init_ray
 from toolmaster.rollout.pool import RolloutPool
 from toolmaster.tools.sandbox import check_isolation
-from toolmaster.trainer.advantages import (balance_token_mass, episode_advantages, failed, informative,
-                                           loss_weights, mask_after_first_error)
+from toolmaster.trainer.advantages import (balance_token_mass, episode_advantages, episode_credit, failed,
+                                           informative, loss_weights, mask_after_first_error)
 from toolmaster.trainer.curriculum import Curriculum
 from toolmaster.trainer.checkpoints import Checkpoints, check_optimizer_source, has_engine_state
 from toolmaster.trainer.run_dir import RunDir
@@ -64,7 +65,8 @@ def build_batch(records: list[dict], g, reward_weights: dict) -> tuple[dict, dic
     # a custom agent whose client broke its history's prefix has several segments: each is a sequence
     sequences = [(seq, advantages[i]) for i in trainable for seq in records[i].get("segments") or [records[i]]]
     batch = {"token_ids": [s["token_ids"] for s, _ in sequences], "loss_mask": [s["loss_mask"] for s, _ in sequences],
-             "logprobs": [s["logprobs"] for s, _ in sequences], "advantages": [a for _, a in sequences]}
+             "logprobs": [s["logprobs"] for s, _ in sequences], "advantages": [a for _, a in sequences],
+             "episode_ids": [records[i]["episode_id"] for i in trainable for _ in records[i].get("segments") or [1]]}
     # token-weighted advantage mass by sign: under token_mean it is what pushes sampled tokens up or down
     mass = [a * sum(m) for a, m in zip(batch["advantages"], batch["loss_mask"])]
     info = {"trained_sequences": len(kept), "dropped_groups": (len(records) - len(keep)) // group_size,
@@ -121,20 +123,28 @@ class GRPOTrainer:
         if carry_optimizer:
             check_optimizer_source(model_dir, cfg.learner.num_ranks, cfg.learner.zero_stage)
         sandbox_layers = check_isolation(cfg.sandbox)
+        self.env = make_env(cfg.env)  # its splits are checked before any actor starts
+        self._train_size = self.env.size("train")
+        if self._train_size == 0:
+            raise ValueError(f"{cfg.env.name} has no training tasks (toolhop: set env.toolhop.test_fraction below 1)")
+        if cfg.grpo.eval_every:
+            self.env.size(cfg.grpo.eval_split)
         init_ray()
         self.cfg, self.run = cfg, RunDir(cfg, "grpo")
         self.run.save_meta("sandbox_layers", sandbox_layers)
         self.checkpoints = Checkpoints(self.run, cfg.grpo.keep_checkpoints)
         self.step_index, self.version, self.updates = 0, 0, 0
         state = self.run.load_state() if resume else None
+        # grpo.keep_best: the best evaluation so far ({version, step, score, checkpoint}); the start model
+        # counts as a candidate, so a run that only makes the model worse names the start model
+        self.best: dict | None = None
         if state:
             self.step_index, self.version, model_dir = state["step"], state["version"], state["checkpoint"]
             self.updates = state.get("updates", self.step_index)
+            self.best = state.get("best")
+        if resume and self.best is None:  # the start model was best, and no checkpoint was written since
+            self.best = self.run.load_meta().get("best")
         self.model_dir = model_dir
-        self.env = make_env(cfg.env)
-        self._train_size = self.env.size("train")
-        if self._train_size == 0:
-            raise ValueError(f"{cfg.env.name} has no training tasks (toolhop: set env.toolhop.test_fraction below 1)")
         self.reward_weights = cfg.rewards.model_dump()
         self.curriculum = None
         if cfg.env.name == "toolworld" and cfg.env.toolworld.curriculum.enabled:
@@ -260,7 +270,10 @@ class GRPOTrainer:
     def step(self) -> dict:
         g, step = self.cfg.grpo, self.step_index
         if g.eval_every and step == 0 and not self.run.read_metrics():  # the starting point, logged as step 0
-            self.run.log(0, {"version": self.version, **self.evaluate()})
+            start = self.evaluate()
+            self.run.log(0, {"version": self.version, **start})
+            if g.keep_best and self._keep_if_best(start, str(Path(self.model_dir).resolve())):
+                self.checkpoints.point("best", self.best["checkpoint"])
         t0 = time.time()
         tasks, records, rollout_info = self._rollouts(step)
         sampled = records
@@ -311,17 +324,38 @@ class GRPOTrainer:
         if g.eval_every and (self.step_index % g.eval_every == 0 or self.step_index == g.steps):
             metrics.update(self.evaluate())
         self.run.log(self.step_index, metrics)
+        if g.save_rollouts:
+            self.run.save_rollouts(self.step_index, episode_credit(sampled, batch))
         every = g.checkpoint_every
-        if (every and self.step_index % every == 0) or self.step_index == g.steps:
+        improved = g.keep_best and self._keep_if_best(metrics, f"step-{self.step_index:06d}")
+        if (every and self.step_index % every == 0) or self.step_index == g.steps or improved:
             self.checkpoint()
         self.last_records = records
         return metrics
 
+    def _improves(self, metrics: dict) -> bool:
+        """Strictly better than the best so far: a tie keeps the model with fewer updates."""
+        key = f"eval/{self.env.metric}"
+        return key in metrics and (self.best is None or metrics[key] > self.best["score"])
+
+    def _keep_if_best(self, metrics: dict, checkpoint: str) -> bool:
+        """Name ``checkpoint`` (a step checkpoint's name, or the start model's path) as the best when its
+        evaluation in ``metrics`` is; the step's checkpoint is written after this, with the new best in it."""
+        if not self._improves(metrics):
+            return False
+        self.best = {"version": self.version, "step": self.step_index, "score": metrics[f"eval/{self.env.metric}"],
+                     "split": self.cfg.grpo.eval_split, "checkpoint": checkpoint}
+        self.run.save_meta("best", self.best)
+        return True
+
     def checkpoint(self) -> str:
-        extra = {"version": self.version, "updates": self.updates}
+        extra = {"version": self.version, "updates": self.updates, "best": self.best}
         if self.curriculum is not None:
             extra["curriculum"] = self.curriculum.state()
-        return self.checkpoints.save(self.step_index, self.learners.save, extra)
+        path = self.checkpoints.save(self.step_index, self.learners.save, extra)
+        if self.best:  # after the save: the link never names a checkpoint that is not complete
+            self.checkpoints.point("best", self.best["checkpoint"])
+        return path
 
     def close(self) -> None:
         if self._prefetch is not None:  # let an in-flight prefetch finish before its workers go away
@@ -344,4 +378,8 @@ def train_grpo(cfg, model_dir: str, resume: bool = False) -> dict:
         trainer.run.plot(("reward", "success", f"eval/{trainer.env.metric}"))
     finally:
         trainer.close()
-    return {"run_dir": str(trainer.run.path), "history": history, "version": trainer.version}
+    best = trainer.best
+    if best:
+        print(f"best held-out {trainer.env.metric} on '{best['split']}': {best['score']:.3f} at step {best['step']} "
+              f"(version {best['version']}): {trainer.run.path / 'checkpoints' / 'best'} -> {best['checkpoint']}")
+    return {"run_dir": str(trainer.run.path), "history": history, "version": trainer.version, "best": best}

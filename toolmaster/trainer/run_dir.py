@@ -21,10 +21,14 @@ class RunDir:
         self.wandb = wandb.init(project="toolmaster", name=f"{kind}-{self.path.name}", dir=str(self.path),
                                 config=cfg.model_dump(), reinit="finish_previous")
 
+    def load_meta(self) -> dict:
+        path = self.path / "meta.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
     def save_meta(self, key: str, value) -> None:
         """Facts about the run that are not per-step metrics (e.g. active sandbox layers), in meta.json."""
         path = self.path / "meta.json"
-        meta = json.loads(path.read_text()) if path.exists() else {}
+        meta = self.load_meta()
         meta[key] = value
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(meta, indent=2))
@@ -36,6 +40,16 @@ class RunDir:
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(record) + "\n")
         self.wandb.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=step)
+
+    def save_rollouts(self, step: int, episodes: list[dict]) -> Path:
+        """One JSONL file per step under ``rollouts/`` (like verl's rollout_data_dir), written atomically."""
+        folder = self.path / "rollouts"
+        folder.mkdir(exist_ok=True)
+        out = folder / f"step-{step:06d}.jsonl"
+        tmp = out.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(json.dumps(e) + "\n" for e in episodes))
+        os.replace(tmp, out)
+        return out
 
     def read_metrics(self) -> list[dict]:
         return self.read(self.path)

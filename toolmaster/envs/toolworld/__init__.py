@@ -12,7 +12,7 @@ def normalize_answer(text: str | None) -> str:
 class ToolWorld(RuleGradedEnvironment):
     name = "toolworld"
     metric = "success"
-    splits = ("train", "test", "test_ood")
+    splits = ("train", "val", "test", "test_ood")
 
     def __init__(self, cfg):
         self.cfg = cfg

@@ -50,8 +50,15 @@ def _question(relations: list[str], start: str) -> str:
     return f"What is {phrase}?"
 
 
+# A validation split for choosing among checkpoints (grpo.keep_best): its own tasks, drawn from the test
+# split's names and rules, so its tools are as unseen in training as the test tools, and a choice made on it
+# is not made on the tasks that are reported.
+NAME_SPACE = {"val": "test"}
+
+
 def generate_task(cfg, split: str, index: int) -> Task:
     rng = random.Random(f"toolworld:{cfg.seed}:{split}:{index}")
+    task_split, split = split, NAME_SPACE.get(split, split)
     hops = rng.randint(cfg.min_hops, cfg.max_hops)
     n_tools = hops + cfg.distractors
     relations = distinct_codes(rng, split, "r", 3, n_tools)
@@ -81,12 +88,12 @@ def generate_task(cfg, split: str, index: int) -> Task:
     order = list(range(n_tools))
     rng.shuffle(order)  # the needed tools are not simply listed first
     return Task(
-        id=f"toolworld-{split}-{cfg.seed}-{index}",
+        id=f"toolworld-{task_split}-{cfg.seed}-{index}",
         question=_question(relations[:hops], chain[0]),
         tools=tuple(tools[i] for i in order),
         reference=chain[-1],
         # the report's breakdown: hops/the first tool's rule, the axes the held-out failures follow (README)
-        metadata={"split": split, "hops": hops, "group": f"{hops}-hop/{quirks[names[0]]['kind']}",
+        metadata={"split": task_split, "hops": hops, "group": f"{hops}-hop/{quirks[names[0]]['kind']}",
                   "chain": chain, "plan": names[:hops],
                   "params": dict(zip(names, params)), "relations": dict(zip(names, relations)), "quirks": quirks},
     )
