@@ -69,6 +69,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from toolmaster.config import load_config
+    from toolmaster.evaluation.compare import describe, paired_difference
     from toolmaster.quickstart import evaluate_stages
     from toolmaster.trainer.grpo import train_grpo
 
@@ -90,11 +91,13 @@ def main() -> None:
                "overrides": args.overrides, "eval_tasks": args.eval_tasks,
                "train_success": [h["success"] for h in history]}
     summary["episode_classes"] = transitions(reports["sft"], reports["grpo"])
+    summary["paired"] = {stage: paired_difference(reports["sft"], reports[stage]) for stage in reports if stage != "sft"}
     (out / "gain.json").write_text(json.dumps(summary, indent=2))
     print(f"{'model':<6}" + "".join(f"{k:>18}" for k in keys))
     for stage, r in rows.items():
         print(f"{stage:<6}" + "".join(f"{r[k]:>18.3f}" for k in keys))
     print(f"{'Δ':<6}" + "".join(f"{rows['grpo'][k] - rows['sft'][k]:>+18.3f}" for k in keys))
+    print(f"GRPO − SFT success, paired: {describe(summary['paired']['grpo'])}")
     classes = summary["episode_classes"]
     print("task classes SFT -> GRPO (clean / err: a failed execution call; + / −: solved): " +
           ", ".join(f"{k} {n}" for k, n in sorted(classes["moves"].items())))
@@ -104,7 +107,8 @@ def main() -> None:
         summary["chosen"] = {**best, "stage": chosen, "success": rows[chosen]["success"]}
         (out / "gain.json").write_text(json.dumps(summary, indent=2))
         print(f"grpo.keep_best chose step {best['step']} ({best['split']} {best['score']:.3f}): the {chosen} model, "
-              f"held-out success {rows[chosen]['success']:.3f} (Δ {rows[chosen]['success'] - rows['sft']['success']:+.3f})")
+              f"held-out success {rows[chosen]['success']:.3f}" +
+              (f", against SFT {describe(summary['paired'][chosen])}" if chosen != "sft" else ""))
     print(f"GRPO moved the weights by {rel:.2%} (relative L2), max |Δw| {biggest:.2e}; "
           f"{args.eval_tasks} held-out '{cfg.eval.split}' tasks, greedy; overrides: {' '.join(args.overrides)}")
 

@@ -19,6 +19,14 @@ def test_rl_gain_without_trials_judges_success_alone():
     assert gain["trial_calls_ratio"] is None and gain["met"] and gain["success"] == 0.11
 
 
+def test_rl_gain_compares_the_models_task_by_task():
+    sft = {**report(0.5, 2.5), "items": [{"task_id": f"t{i}", "grade": float(i < 5)} for i in range(10)]}
+    grpo = {**report(0.7, 2.5), "items": [{"task_id": f"t{i}", "grade": float(i < 7)} for i in range(10)]}
+    paired = rl_gain(sft, grpo)["paired"]
+    assert (paired["fixed"], paired["broken"], paired["difference"]) == (2, 0, 0.2)
+    assert "paired" not in rl_gain(report(0.5, 2.5), report(0.7, 2.5))  # summaries without items
+
+
 def test_rl_gain_reports_what_grpo_could_learn_from():
     sft = {**report(0.9, 2.8), "reach": {"tasks": 50, "failures": 5, "reachable": 1}}
     gain = rl_gain(sft, report(0.92, 2.8))

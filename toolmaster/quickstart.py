@@ -11,6 +11,7 @@ from pathlib import Path
 
 from toolmaster import console
 from toolmaster.config import dump_config
+from toolmaster.evaluation.compare import describe, paired_difference
 from toolmaster.trainer.run_dir import RunDir
 
 
@@ -97,6 +98,8 @@ def rl_gain(sft: dict, grpo: dict) -> dict:
     out = {"success": round(gain, 3), "trial_calls_ratio": None if trials is None else round(trials, 3),
            "target": f"success +{TARGET_GAIN:.2f}, trial calls >= {TARGET_TRIAL_RATIO} x SFT's",
            "met": gain >= TARGET_GAIN and (trials is None or trials >= TARGET_TRIAL_RATIO)}
+    if sft.get("items") and grpo.get("items"):  # task by task: is the gain more than the draw of tasks?
+        out["paired"] = paired_difference(sft, grpo)
     if "reach" in sft:
         r = sft["reach"]
         out.update(sft_failures=r["failures"], reachable_failures=r["reachable"],
@@ -183,6 +186,8 @@ def quickstart(cfg, out_dir: str) -> dict:
     trials = "no trial calls" if gain["trial_calls_ratio"] is None else f"trial calls x{gain['trial_calls_ratio']}"
     print(f"GRPO over SFT: success {gain['success']:+.3f}, {trials} (target: {gain['target']}): "
           f"{'met' if gain['met'] else 'not met'}")
+    if "paired" in gain:
+        print(f"GRPO − SFT success, paired: {describe(gain['paired'])}")
     if "reachable_failures" in gain:
         print(f"SFT failed {gain['sft_failures']} of {result['eval_tasks']} held-out tasks; GRPO's sampler solved "
               f"{gain['reachable_failures']} of them at least once in {cfg.grpo.group_size} tries (outcome-reward "
