@@ -52,3 +52,21 @@ def test_sft_learning_rate_schedule():
     assert lrs[0] == 1e-4 and abs(lrs[9] - 1e-3) < 1e-12  # linear warm-up to the peak
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))  # then never rises
     assert abs(lrs[-1] - 1e-4) < 1e-12  # and ends at min_lr_ratio × peak
+
+
+def test_sft_refuses_empty_data_before_any_actor_starts(tiny_model_dir, tmp_path):
+    """A synthesis that kept nothing (here: 2 turns cannot hold a trial and an execution) writes only its
+    summary; SFT names why instead of failing inside the learner."""
+    import pytest
+
+    from toolmaster.teacher.synth import synthesize
+    from toolmaster.trainer.sft import train_sft
+
+    cfg = build_config({}, ["synth.num_tasks=4", "env.max_turns=2", f"run_dir={tmp_path / 'run'}"])
+    summary = synthesize(cfg, tmp_path / "data")
+    assert summary["kept"] == 0
+    with pytest.raises(ValueError, match=r"synthesis kept 0 of 4 teacher episodes .*env.max_turns"):
+        train_sft(cfg, tiny_model_dir, str(tmp_path / "data"))
+    with pytest.raises(ValueError, match="holds no dataset"):
+        train_sft(cfg, tiny_model_dir, str(tmp_path / "nothing"))
+    assert not (tmp_path / "run").exists()  # refused before the run directory or Ray

@@ -48,6 +48,23 @@ def load_examples(data_dir: str, tokenizer, max_tokens: int) -> list[tuple[list[
     return kept
 
 
+def check_sft_data(data_dir: str) -> None:
+    """Before any actor starts: ``data_dir`` must hold a dataset. A synthesis that kept no trajectory writes
+    only its summary; say why it kept none."""
+    from pathlib import Path
+
+    path = Path(data_dir)
+    if (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file():
+        return
+    summary = path / "summary.json"
+    if summary.is_file():
+        facts = json.loads(summary.read_text())
+        raise ValueError(f"sft data {data_dir!r} is empty: synthesis kept {facts.get('kept')} of {facts.get('num_tasks')} "
+                         f"teacher episodes (dropped: {facts.get('dropped_reasons')}; e.g. env.max_turns too small "
+                         "for trial and execution, or synth.max_tokens too small)")
+    raise ValueError(f"sft data {data_dir!r} holds no dataset (write one with `toolmaster synth --out DIR`)")
+
+
 def sft_lr(sft_cfg, step: int) -> float:
     """Linear warm-up, then cosine decay to ``min_lr_ratio`` of the peak at the last step."""
     if step < sft_cfg.warmup_steps:
@@ -66,6 +83,7 @@ def train_sft(cfg, model_dir: str, data_dir: str, resume: bool = False) -> dict:
     cfg = cfg.model_copy(deep=True)
     cfg.learner.lr = cfg.sft.lr
     check_learner_plan(cfg, start_from, longest_sequence=cfg.sft.max_tokens, what="sft.max_tokens")
+    check_sft_data(data_dir)
     init_ray()
     run = RunDir(cfg, "sft")
     checkpoints = Checkpoints(run, cfg.sft.keep_checkpoints)
