@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import random
 import time
-from pathlib import Path
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 from toolmaster import console
 from toolmaster.config import check_runtime
