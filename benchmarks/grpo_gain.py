@@ -81,7 +81,9 @@ def main() -> None:
     eval_cfg = cfg.model_copy(deep=True)
     eval_cfg.eval.num_tasks = args.eval_tasks
     stages = {"sft": args.model, "grpo": after}
-    if best and 0 < best["step"] < cfg.grpo.steps:  # grpo.keep_best chose a checkpoint in between: evaluate it too
+    # the stage that is the model grpo.keep_best named; a checkpoint in between is evaluated as its own stage
+    chosen = best and ("sft" if best["step"] == 0 else "grpo" if best["step"] == cfg.grpo.steps else "chosen")
+    if chosen == "chosen":
         stages["chosen"] = str(out / "grpo" / "checkpoints" / "best")
     reports = evaluate_stages(eval_cfg, out, stages)
     rel, biggest = weight_distance(args.model, after)
@@ -92,6 +94,8 @@ def main() -> None:
                "train_success": [h["success"] for h in history]}
     summary["episode_classes"] = transitions(reports["sft"], reports["grpo"])
     summary["paired"] = {stage: paired_difference(reports["sft"], reports[stage]) for stage in reports if stage != "sft"}
+    if chosen:
+        summary["chosen"] = {**best, "stage": chosen, "success": rows[chosen]["success"]}
     (out / "gain.json").write_text(json.dumps(summary, indent=2))
     print(f"{'model':<6}" + "".join(f"{k:>18}" for k in keys))
     for stage, r in rows.items():
@@ -102,10 +106,7 @@ def main() -> None:
     print("task classes SFT -> GRPO (clean / err: a failed execution call; + / −: solved): " +
           ", ".join(f"{k} {n}" for k, n in sorted(classes["moves"].items())))
     print("erred episodes that recovered: " + ", ".join(f"{s} {r}/{n}" for s, (r, n) in classes["recovered"].items()))
-    if best:  # the model grpo.keep_best names, by its held-out score on grpo.eval_split
-        chosen = "sft" if best["step"] == 0 else "grpo" if best["step"] == cfg.grpo.steps else "chosen"
-        summary["chosen"] = {**best, "stage": chosen, "success": rows[chosen]["success"]}
-        (out / "gain.json").write_text(json.dumps(summary, indent=2))
+    if chosen:  # by its held-out score on grpo.eval_split
         print(f"grpo.keep_best chose step {best['step']} ({best['split']} {best['score']:.3f}): the {chosen} model, "
               f"held-out success {rows[chosen]['success']:.3f}" +
               (f", against SFT {describe(summary['paired'][chosen])}" if chosen != "sft" else ""))

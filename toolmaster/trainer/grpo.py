@@ -63,10 +63,10 @@ def build_batch(records: list[dict], g, reward_weights: dict) -> tuple[dict, dic
                  and (with_failed or not failed(records[i]))]
     kept = [records[i] for i in trainable]
     # a custom agent whose client broke its history's prefix has several segments: each is a sequence
-    sequences = [(seq, advantages[i]) for i in trainable for seq in records[i].get("segments") or [records[i]]]
+    sequences = [(seq, i) for i in trainable for seq in records[i].get("segments") or [records[i]]]
     batch = {"token_ids": [s["token_ids"] for s, _ in sequences], "loss_mask": [s["loss_mask"] for s, _ in sequences],
-             "logprobs": [s["logprobs"] for s, _ in sequences], "advantages": [a for _, a in sequences],
-             "episode_ids": [records[i]["episode_id"] for i in trainable for _ in records[i].get("segments") or [1]]}
+             "logprobs": [s["logprobs"] for s, _ in sequences], "advantages": [advantages[i] for _, i in sequences],
+             "episode_ids": [records[i]["episode_id"] for _, i in sequences]}
     # token-weighted advantage mass by sign: under token_mean it is what pushes sampled tokens up or down
     mass = [a * sum(m) for a, m in zip(batch["advantages"], batch["loss_mask"])]
     info = {"trained_sequences": len(kept), "dropped_groups": (len(records) - len(keep)) // group_size,
@@ -333,17 +333,14 @@ class GRPOTrainer:
         self.last_records = records
         return metrics
 
-    def _improves(self, metrics: dict) -> bool:
-        """Strictly better than the best so far: a tie keeps the model with fewer updates."""
-        key = f"eval/{self.env.metric}"
-        return key in metrics and (self.best is None or metrics[key] > self.best["score"])
-
     def _keep_if_best(self, metrics: dict, checkpoint: str) -> bool:
-        """Name ``checkpoint`` (a step checkpoint's name, or the start model's path) as the best when its
-        evaluation in ``metrics`` is; the step's checkpoint is written after this, with the new best in it."""
-        if not self._improves(metrics):
+        """Name ``checkpoint`` (a step checkpoint's name, or the start model's path) as the best when the
+        evaluation in ``metrics`` is strictly better than the best so far (a tie keeps the model with fewer
+        updates); the step's checkpoint is written after this, with the new best in it."""
+        score = metrics.get(f"eval/{self.env.metric}")
+        if score is None or (self.best is not None and score <= self.best["score"]):
             return False
-        self.best = {"version": self.version, "step": self.step_index, "score": metrics[f"eval/{self.env.metric}"],
+        self.best = {"version": self.version, "step": self.step_index, "score": score,
                      "split": self.cfg.grpo.eval_split, "checkpoint": checkpoint}
         self.run.save_meta("best", self.best)
         return True
