@@ -26,6 +26,20 @@ def test_bad_config_value_fails_before_work(tmp_path, capsys):
     assert not (tmp_path / "report.json").exists()
 
 
+def test_a_split_the_environment_lacks_is_a_config_error_before_any_actor(tmp_path, tiny_model_dir, capsys):
+    code = main(["eval", "--env", "toolhop", "--data", str(TOOLHOP), "--policy", "oracle", "--split", "val",
+                 "--out", str(tmp_path / "eval")])
+    assert code == 2 and "eval.split = 'val': toolhop has no such split; splits: ['train', 'test']" in capsys.readouterr().err
+    code = main(["grpo", "--model", tiny_model_dir, f"run_dir={tmp_path / 'grpo'}", "grpo.eval_every=5",
+                 "grpo.eval_split=val", "env.name=toolhop", f"env.toolhop.data={TOOLHOP}", "env.toolhop.test_fraction=0.5"])
+    assert code == 2 and "grpo.eval_split = 'val'" in capsys.readouterr().err
+    code = main(["grpo", "--model", tiny_model_dir, f"run_dir={tmp_path / 'grpo'}", "env.name=toolhop",
+                 f"env.toolhop.data={TOOLHOP}"])
+    assert code == 2 and "has no training tasks" in capsys.readouterr().err
+    import ray
+    assert not ray.is_initialized() and not (tmp_path / "grpo").exists()
+
+
 def test_synth_command(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "toolmaster.cli", "synth", "--env", "toolworld", "--num-tasks", "40",
                            "--out", str(tmp_path), "--seed", "3", "--no-trial"], capture_output=True, text=True)

@@ -59,6 +59,13 @@ class Environment(ABC):
         if split not in self.splits:
             raise ValueError(f"{self.name} has no split {split!r}; splits: {list(self.splits)}")
 
+    def require_split(self, split: str, setting: str) -> None:
+        """A config error naming ``setting`` when this environment has no ``split`` (checked before actors)."""
+        from toolmaster.config import ConfigError
+
+        if split not in self.splits:
+            raise ConfigError(f"{setting} = {split!r}: {self.name} has no such split; splits: {list(self.splits)}")
+
 
 class RuleGradedEnvironment(Environment):
     """An environment graded by a correctness rule on the episode's outcome (right 1, wrong 0)."""

@@ -85,6 +85,7 @@ def evaluate(cfg, out_dir: str | Path, policy=None, progress: Callable[[int, int
     start = time.time()
     with tool_server_for(cfg) as cfg:
         env = make_env(cfg.env)
+        env.require_split(cfg.eval.split, "eval.split")
         tasks = eval_tasks(cfg, env)
         finished = []
 

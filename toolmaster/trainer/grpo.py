@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from toolmaster import console
-from toolmaster.config import check_runtime
+from toolmaster.config import ConfigError, check_runtime
 from toolmaster.plan import check_learner_plan, check_model_dir
 from toolmaster.envs import make_env
 from toolmaster.learner.group import LearnerGroup
@@ -126,9 +126,10 @@ class GRPOTrainer:
         self.env = make_env(cfg.env)  # its splits are checked before any actor starts
         self._train_size = self.env.size("train")
         if self._train_size == 0:
-            raise ValueError(f"{cfg.env.name} has no training tasks (toolhop: set env.toolhop.test_fraction below 1)")
+            raise ConfigError(f"env.name = {cfg.env.name!r} has no training tasks (toolhop: set "
+                              "env.toolhop.test_fraction below 1)")
         if cfg.grpo.eval_every:
-            self.env.size(cfg.grpo.eval_split)
+            self.env.require_split(cfg.grpo.eval_split, "grpo.eval_split")
         init_ray()
         self.cfg, self.run = cfg, RunDir(cfg, "grpo")
         self.run.save_meta("sandbox_layers", sandbox_layers)
