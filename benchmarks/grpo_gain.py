@@ -115,4 +115,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from toolmaster.config import ConfigError
+    try:
+        main()
+    except ConfigError as err:  # a bad --model or setting: one line, before any actor starts
+        sys.exit(f"grpo_gain.py: {err}")
