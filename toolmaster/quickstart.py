@@ -16,8 +16,9 @@ from toolmaster.trainer.run_dir import RunDir
 
 
 def evaluate_stages(cfg, out: Path, stages: dict, reach_of: str | None = None, done: dict | None = None) -> dict:
-    """Each stage's checkpoint on toolworld's held-out test split, on one rollout fleet: the pool starts
-    with the first checkpoint and loads each next one as a new weight version (no engine restarts).
+    """Each stage's checkpoint on toolworld's held-out ``eval.split`` (test by default), on one rollout
+    fleet: the pool starts with the first checkpoint and loads each next one as a new weight version (no
+    engine restarts).
     ``reach_of``: that stage's report also gets ``reach``, its failures sampled as GRPO groups.
     ``done``: stage -> a report already measured on the same tasks and settings, used instead of a rerun."""
     from toolmaster.envs import make_env
@@ -29,7 +30,7 @@ def evaluate_stages(cfg, out: Path, stages: dict, reach_of: str | None = None, d
 
     eval_cfg = cfg.model_copy(deep=True)
     eval_cfg.env.name = "toolworld"
-    eval_cfg.eval.policy, eval_cfg.eval.split = "model", "test"
+    eval_cfg.eval.policy = "model"
     done = done or {}
     served = [s for s in stages if s not in done or s == reach_of]  # the stages the fleet must load
     reports = dict(done)
@@ -67,11 +68,9 @@ def heldout_reports_from_grpo(cfg, grpo_dir: Path, out: Path) -> dict:
     from toolmaster.evaluation.runner import eval_tasks
 
     g = cfg.grpo
-    if not g.eval_every or g.eval_split != "test" or cfg.env.name != "toolworld":
+    if not g.eval_every or g.eval_split != cfg.eval.split or cfg.env.name != "toolworld":
         return {}
-    eval_cfg = cfg.model_copy(deep=True)
-    eval_cfg.eval.split = "test"
-    task_ids = [t.id for t in eval_tasks(eval_cfg, make_env(eval_cfg.env))]
+    task_ids = [t.id for t in eval_tasks(cfg, make_env(cfg.env))]
     versions = sorted(int(d.name[1:]) for d in (grpo_dir / "eval").glob("v*") if (d / "report.json").is_file())
     if len(versions) < 2 or versions[0] != 0:
         return {}
@@ -165,13 +164,15 @@ def quickstart(cfg, out_dir: str) -> dict:
                                  if "eval/success" in r},
         "grpo_heldout_split": cfg.grpo.eval_split, "grpo_selected": grpo["best"],
         "grpo_train_success": [h["success"] for h in grpo["history"]],
-        "eval_tasks": reports["untrained"]["num_items"], "split": "test (held-out tools)", "timings": timings,
+        "eval_tasks": reports["untrained"]["num_items"], "split": f"{cfg.eval.split} (held-out tools)",
+        "timings": timings,
         "rl_gain": rl_gain(reports["sft"], reports["grpo"]),
         "sft_reach": reports["sft"].get("reach"),
     }
     (out / "report.json").write_text(json.dumps(result, indent=2))
     console.print_table(
-        "toolworld held-out test tools", ["stage", "success", "finish rate", "trial calls / ep", "corrections / ep"],
+        f"toolworld held-out {cfg.eval.split} tools",
+        ["stage", "success", "finish rate", "trial calls / ep", "corrections / ep"],
         [[s, r["success"], r["finish_rate"], r["mean_trial_calls"], r["mean_corrections"]] for s, r in reports.items()])
     if result["grpo_heldout_success"]:
         print(f"held-out success during GRPO on '{cfg.grpo.eval_split}' (step: success): " +
@@ -179,7 +180,7 @@ def quickstart(cfg, out_dir: str) -> dict:
     if grpo["best"]:
         print(f"GRPO stage = the step-{grpo['best']['step']} model, the best on '{grpo['best']['split']}' "
               f"(grpo.keep_best; step 0 is the SFT model)")
-    print(f"toolworld test-split success: untrained {result['success']['untrained']:.3f}, "
+    print(f"toolworld {cfg.eval.split}-split success: untrained {result['success']['untrained']:.3f}, "
           f"SFT {result['success']['sft']:.3f}, GRPO {result['success']['grpo']:.3f}; "
           f"report: {out / 'report.json'}; wall time {timings['total_s']} s")
     gain = result["rl_gain"]

@@ -1,7 +1,7 @@
 """Paired comparison of two evaluations on the same held-out tasks."""
 import pytest
 
-from toolmaster.evaluation.compare import describe, paired_difference, sign_test
+from toolmaster.evaluation.compare import describe, main, paired_difference, sign_test
 
 
 def _report(solved: list[int], ids=None, error_at=()):
@@ -35,3 +35,17 @@ def test_only_shared_tasks_count_and_an_errored_episode_scores_zero():
     assert (c["tasks"], c["broken"], c["fixed"]) == (3, 1, 0)
     with pytest.raises(ValueError, match="share no task"):
         paired_difference(before, _report([1], ids=["z"]))
+
+
+def test_the_command_compares_two_evaluation_folders_per_task_group(tmp_path, capsys):
+    import json
+
+    for name, solved, group in (("sft", [1] * 10 + [0] * 10, 0.5), ("grpo", [1] * 8 + [0, 0] + [1] * 6 + [0] * 4, 0.7)):
+        (tmp_path / name).mkdir()
+        report = {**_report(solved), "metric": "success", "success": sum(solved) / 20, "breakdown": {"group=2-hop": group}}
+        (tmp_path / name / "report.json").write_text(json.dumps(report))
+    assert main([str(tmp_path / "sft"), str(tmp_path / "grpo" / "report.json")]) == 0
+    out = capsys.readouterr().out
+    assert "success: 0.500 -> 0.700" in out and "fixed 6, broken 2" in out and "group=2-hop: 0.500 -> 0.700" in out
+    with pytest.raises(SystemExit, match="no report.json"):
+        main([str(tmp_path / "sft"), str(tmp_path / "missing")])

@@ -47,3 +47,42 @@ def describe(comparison: dict) -> str:
     c = comparison
     return (f"{c['difference']:+.3f} (95% CI {c['ci95'][0]:+.3f} to {c['ci95'][1]:+.3f} over {c['tasks']} tasks; "
             f"fixed {c['fixed']}, broken {c['broken']}, sign test p = {c['p_value']:.2f})")
+
+
+def _load_report(path: str) -> dict:
+    """An evaluation's ``report.json``, given the file or the evaluation's ``--out`` folder."""
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    p = p / "report.json" if p.is_dir() else p
+    if not p.is_file():
+        raise SystemExit(f"compare: {path}: no report.json (give an evaluation's --out folder or its report.json)")
+    return json.loads(p.read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m toolmaster.evaluation.compare BEFORE AFTER``: two evaluations of the same held-out
+    tasks (e.g. `toolmaster eval --limit 1000` of an SFT and a GRPO model), paired, and per task group."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m toolmaster.evaluation.compare", description=main.__doc__)
+    ap.add_argument("before")
+    ap.add_argument("after")
+    args = ap.parse_args(argv)
+    before, after = _load_report(args.before), _load_report(args.after)
+    try:
+        comparison = paired_difference(before, after)
+    except ValueError as err:
+        raise SystemExit(f"compare: {err}") from None
+    metric = before.get("metric", "success")
+    print(f"{metric}: {before.get(metric, 0):.3f} -> {after.get(metric, 0):.3f}")
+    print(f"after - before, paired: {describe(comparison)}")
+    groups = [g for g in before.get("breakdown", {}) if g in after.get("breakdown", {})]
+    for group in groups:
+        print(f"  {group}: {before['breakdown'][group]:.3f} -> {after['breakdown'][group]:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
