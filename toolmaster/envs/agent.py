@@ -60,7 +60,7 @@ class EndpointEnv(Environment):
         return self.cfg.model_name
 
     def tasks(self, split: str = "train", num: int | None = None, start: int = 0) -> list[Task]:
-        self._check_split(split)
+        self.require_split(split)
         pool = [Task(id=f"{self.name}-{split}-{i}", question=json.dumps(row)[:500], tools=(),
                      reference=str(row.get("answer", "")), metadata={"task": row})
                 for i, row in enumerate(self._splits[split])]

@@ -34,7 +34,7 @@ class Environment(ABC):
 
     def size(self, split: str) -> int | None:
         """Tasks in a split; None for a generated (unbounded) one."""
-        self._check_split(split)
+        self.require_split(split)
         return len(self.tasks(split))
 
     @abstractmethod
@@ -55,12 +55,9 @@ class Environment(ABC):
         end = len(pool) if num is None else min(len(pool), start + num)
         return pool[start:end]
 
-    def _check_split(self, split: str) -> None:
-        if split not in self.splits:
-            raise ValueError(f"{self.name} has no split {split!r}; splits: {list(self.splits)}")
-
-    def require_split(self, split: str, setting: str) -> None:
-        """A config error naming ``setting`` when this environment has no ``split`` (checked before actors)."""
+    def require_split(self, split: str, setting: str = "split") -> None:
+        """A config error naming ``setting`` when this environment has no ``split`` (the drivers check the
+        configured splits before any actor starts)."""
         from toolmaster.config import ConfigError
 
         if split not in self.splits:

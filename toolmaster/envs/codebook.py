@@ -25,7 +25,7 @@ class Codebook(RuleGradedEnvironment):
         self.rewarded = self.codes[0]
 
     def tasks(self, split: str = "train", num: int | None = None, start: int = 0) -> list[Task]:
-        self._check_split(split)
+        self.require_split(split)
         if num is None:
             raise ValueError("codebook is unlimited: pass the number of tasks")
         out = []
@@ -38,7 +38,7 @@ class Codebook(RuleGradedEnvironment):
         return out
 
     def size(self, split: str) -> None:
-        self._check_split(split)
+        self.require_split(split)
         return None
 
     def is_correct(self, task, final_message, answer, last_observation) -> bool:

@@ -101,7 +101,7 @@ class StableToolBench(Environment):
         return bool(self.judge_cfg.base_url)
 
     def tasks(self, split: str = "test", num: int | None = None, start: int = 0) -> list[Task]:
-        self._check_split(split)
+        self.require_split(split)
         return self._slice(self._tasks, num, start)
 
     def grade(self, task, episode) -> float | None:

@@ -87,7 +87,7 @@ class TMDB(Environment):
                        for i, q in enumerate(load_queries(cfg.data))]
 
     def tasks(self, split: str = "test", num: int | None = None, start: int = 0) -> list[Task]:
-        self._check_split(split)
+        self.require_split(split)
         return self._slice(self._tasks, num, start)
 
     def grade(self, task, episode) -> float:

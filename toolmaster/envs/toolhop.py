@@ -82,7 +82,7 @@ class ToolHop(RuleGradedEnvironment):
         self._tasks = [record_to_task(r, i) for i, r in enumerate(load_records(cfg.data))]
 
     def tasks(self, split: str = "test", num: int | None = None, start: int = 0) -> list[Task]:
-        self._check_split(split)
+        self.require_split(split)
         cut = len(self._tasks) - round(len(self._tasks) * self.cfg.test_fraction)
         pool = self._tasks[cut:] if split == "test" else self._tasks[:cut]
         return self._slice(pool, num, start)

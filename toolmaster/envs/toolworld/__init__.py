@@ -18,13 +18,13 @@ class ToolWorld(RuleGradedEnvironment):
         self.cfg = cfg
 
     def tasks(self, split: str = "train", num: int | None = None, start: int = 0) -> list[Task]:
-        self._check_split(split)
+        self.require_split(split)
         if num is None:
             raise ValueError("toolworld is unlimited: pass the number of tasks")
         return [generate_task(self.cfg, split, i) for i in range(start, start + num)]
 
     def size(self, split: str) -> None:
-        self._check_split(split)
+        self.require_split(split)
         return None  # generated on demand
 
     def is_correct(self, task, final_message, answer, last_observation) -> bool:
