@@ -1,0 +1,122 @@
+"""verifiers environments (envs/verifiers_env.py): a small offline v1 taskset written in the tests
+(tests/vf_plugins/vf_codes.py) evaluates and trains through each rollout worker's recording endpoint with
+the real engines, verifiers' own null harness and subprocess runtime. Needs the ``[verifiers]`` extra
+(``bash scripts/install.sh --with-verifiers``); without it those tests are skipped, and the one that checks
+the error a user without the extra gets still runs."""
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import ray
+
+from tests.integration.trainer.test_grpo import _config
+
+ROOT = str(Path(__file__).resolve().parents[3])
+PYTHONPATH = os.pathsep.join([ROOT, str(Path(ROOT) / "tests" / "vf_plugins")])
+needs_verifiers = pytest.mark.skipif(importlib.util.find_spec("verifiers") is None,
+                                     reason="the [verifiers] extra is not installed (scripts/install.sh --with-verifiers)")
+
+
+def test_without_the_extra_the_config_is_refused_saying_how_to_install(monkeypatch):
+    from toolmaster.config import ConfigError, build_config, check_runtime
+
+    monkeypatch.setitem(sys.modules, "verifiers.v1", None)  # import fails as if it were not installed
+    with pytest.raises(ConfigError, match="install.sh --with-verifiers"):
+        check_runtime(build_config({}, ["env.name=verifiers", "env.verifiers.id=vf_codes"]))
+
+
+@pytest.fixture(scope="module")
+def ray_for_verifiers():
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": PYTHONPATH}})
+    yield
+    ray.shutdown()
+
+
+def _vf_config(run_dir, steps=2):
+    return _config(run_dir, 2, steps=steps, extra=["env.name=verifiers", "env.verifiers.id=vf_codes",
+                                                   "rollout.num_workers=2", "rollout.num_cpus_per_worker=0.25"])
+
+
+@needs_verifiers
+def test_a_bad_taskset_is_a_config_error_naming_it():
+    from toolmaster.config import build_config
+    from toolmaster.envs import make_env
+
+    with pytest.raises(ValueError, match="env.verifiers.id must name"):
+        make_env(build_config({}, ["env.name=verifiers"]).env)
+    with pytest.raises(ValueError, match="cannot load 'no_such_taskset'"):
+        make_env(build_config({}, ["env.name=verifiers", "env.verifiers.id=no_such_taskset"]).env)
+    with pytest.raises(ValueError, match="cannot load 'no_such_harness'"):
+        make_env(build_config({}, ["env.name=verifiers", "env.verifiers.id=vf_codes",
+                                   "env.verifiers.harness=no_such_harness"]).env)
+    # a harness that runs model-written shell commands would run them on this host: refused by default
+    with pytest.raises(ValueError, match="runs model-written code"):
+        make_env(build_config({}, ["env.name=verifiers", "env.verifiers.id=vf_codes", "env.verifiers.harness=bash"]).env)
+
+
+@needs_verifiers
+def test_the_taskset_splits_into_train_and_test():
+    sys.path.insert(0, str(Path(ROOT) / "tests" / "vf_plugins"))
+    from toolmaster.config import build_config
+    from toolmaster.envs import make_env
+
+    env = make_env(build_config({}, ["env.name=verifiers", "env.verifiers.id=vf_codes",
+                                     "env.verifiers.args={num_tasks: 10}"]).env)
+    train, test = env.tasks("train"), env.tasks("test")
+    assert [len(train), len(test)] == [8, 2] and test[0].id == "verifiers-test-0"
+    assert test[0].metadata["task"]["idx"] == 8 and "What is the code of" in test[0].metadata["task"]["prompt"]
+
+
+@needs_verifiers
+def test_a_verifiers_taskset_trains_two_grpo_steps(ray_for_verifiers, tmp_path, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from toolmaster.trainer.grpo import GRPOTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+
+    trainer = GRPOTrainer(_vf_config(tmp_path / "run"), tiny_model_dir)
+    try:
+        records = trainer.pool.run(trainer._tasks(0), 2, step=0)
+        for r in records:
+            assert r["error"] is None and "segments" not in r and r["stats"]["turns"] == 1
+            # the reward is the verifiers trace's, its named reward among the metrics
+            assert r["rewards"]["correctness"] == r["judgments"]["reward/exact"] in (0.0, 1.0)
+            assert r["judgments"]["reply_chars"] >= 0
+            assert "codes_lookup" in tokenizer.decode(r["token_ids"])  # the toolset's tool reached the prompt
+            assert sum(r["loss_mask"]) > 0
+            engine = trainer.pool.prompt_logprobs(r["token_ids"])[0]
+            sampled = [(a, b) for a, b, m in zip(engine, r["logprobs"], r["loss_mask"]) if m]
+            assert max(abs(a - b) for a, b in sampled) < 1e-4  # the recorded tokens are the sampled ones
+        history = [trainer.step(), trainer.step()]
+    finally:
+        trainer.close()
+    for step, h in enumerate(history):
+        assert set(h["episode_ids"]) == {f"s{step}-t{i}-g{j}" for i in range(2) for j in range(2)}
+        assert h["version"] == step + 1 and h["failed_episodes"] == 0 and math.isfinite(h["reward"])
+
+
+@needs_verifiers
+def test_eval_cli_runs_a_verifiers_taskset(tmp_path, tiny_model_dir):
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH}
+    base = [sys.executable, "-m", "toolmaster.cli", "eval", "--env", "verifiers", "--policy", "model",
+            "--model", tiny_model_dir]
+    bad = subprocess.run([*base, "--out", str(tmp_path / "bad"), "env.verifiers.id=vf_nothing"],
+                         capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "cannot load 'vf_nothing'" in bad.stderr
+    assert "Started a local Ray" not in bad.stderr + bad.stdout
+    ok = subprocess.run([*base, "--limit", "2", "--out", str(tmp_path / "eval"), "env.verifiers.id=vf_codes",
+                         "rollout.num_workers=1", "eval.generation.max_new_tokens=24"],
+                        capture_output=True, text=True, env=env)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["env"] == "verifiers" and report["num_items"] == 2 and report["failed_episodes"] == {}
+    assert "reward/exact_rate" in report and "mean_reply_chars" in report
+    assert all(item["stats"]["turns"] == 1 and item["policy_version"] == 0 for item in report["items"])

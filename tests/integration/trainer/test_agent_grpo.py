@@ -1,0 +1,114 @@
+"""Train any agent: an OpenAI-SDK agent (tests/agents.py) trains through each rollout worker's recording
+endpoint with the real engines."""
+import math
+from pathlib import Path
+
+import pytest
+import ray
+
+from tests.system.trainer.test_chaos import step_with_a_kill
+from tests.integration.trainer.test_grpo import _config
+
+ROOT = str(Path(__file__).resolve().parents[3])
+TASKS = str(Path(__file__).resolve().parents[3] / "tests" / "adder_tasks.jsonl")
+
+
+@pytest.fixture(scope="module")
+def ray_for_agents():
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": ROOT}})
+    yield
+    ray.shutdown()
+
+
+def _agent_config(run_dir, agent: str, steps: int = 2, extra=()):
+    return _config(run_dir, 2, steps=steps, extra=["env.name=agent", f"env.agent.entry=tests.agents:{agent}",
+                                                   f"env.agent.tasks={TASKS}", "rollout.num_workers=2",
+                                                   "rollout.num_cpus_per_worker=0.25", *extra])
+
+
+def test_an_openai_sdk_agent_trains_with_exact_trajectories(ray_for_agents, tmp_path, tiny_model_dir):
+    from toolmaster.trainer.grpo import GRPOTrainer
+
+    trainer = GRPOTrainer(_agent_config(tmp_path / "run", "adder"), tiny_model_dir)
+    try:
+        records = trainer.pool.run(trainer._tasks(0), 2, step=0)
+        for r in records:
+            assert r["error"] is None and "segments" not in r  # one conversation, one trajectory
+            assert r["stats"]["turns"] == 3
+            assert sum(r["loss_mask"]) == r["judgments"]["completion_tokens"] > 0  # mask 1 exactly on sampled
+            engine = trainer.pool.prompt_logprobs(r["token_ids"])[0]
+            sampled = [(a, b) for a, b, m in zip(engine, r["logprobs"], r["loss_mask"]) if m]
+            assert max(abs(a - b) for a, b in sampled) < 1e-4  # the engine's logprobs on the assembled ids
+        history = [trainer.step(), step_with_a_kill(trainer, 1, killed := [])]
+    finally:
+        trainer.close()
+    for step, h in enumerate(history):
+        assert set(h["episode_ids"]) == {f"s{step}-t{i}-g{j}" for i in range(2) for j in range(2)}  # B×G, no dupes
+        assert h["version"] == step + 1 and h["failed_episodes"] == 0 and math.isfinite(h["reward"])
+    assert killed and history[-1]["workers_replaced"] == 1
+
+
+def test_a_client_that_rewrites_its_history_is_still_one_trajectory(ray_for_agents, tmp_path, tiny_model_dir):
+    from toolmaster.trainer.grpo import GRPOTrainer
+
+    trainer = GRPOTrainer(_agent_config(tmp_path / "run", "rewriter", steps=1), tiny_model_dir)
+    try:
+        records = trainer.pool.run(trainer._tasks(0), 2, step=0)
+    finally:
+        trainer.close()
+    for r in records:
+        assert "segments" not in r and r["stats"]["turns"] == 3 and r["error"] is None
+        # three sampled turns in one sequence: three runs of mask 1
+        runs = sum(1 for i, m in enumerate(r["loss_mask"]) if m and (i == 0 or not r["loss_mask"][i - 1]))
+        assert runs == 3
+
+
+def test_an_agent_that_raises_fails_only_its_episodes(ray_for_agents, tmp_path, tiny_model_dir):
+    from toolmaster.trainer.grpo import GRPOTrainer
+
+    trainer = GRPOTrainer(_agent_config(tmp_path / "run", "raises", steps=1, extra=["rollout.episode_retries=0"]),
+                          tiny_model_dir)
+    try:
+        h = trainer.step()
+    finally:
+        trainer.close()
+    assert h["episodes"] == 4 and h["failed_episodes"] == 4 and h["failed/agent_error"] == 4
+    assert h["train/updates"] == 0
+
+
+def test_max_tokens_and_stop_strings_behave_as_openai_documents(ray_for_agents, tmp_path, tiny_model_dir):
+    from toolmaster.rollout.pool import RolloutPool
+
+    cfg = _agent_config(tmp_path / "run", "stopper", extra=["rollout.num_workers=1"])
+    pool = RolloutPool(cfg, tiny_model_dir)
+    try:
+        from toolmaster.envs import make_env
+        records = pool.run(make_env(cfg.env).tasks("train", 2), 2, step=0)
+    finally:
+        pool.shutdown()
+    for r in records:
+        assert r["error"] is None and "segments" not in r
+        assert r["judgments"]["cut_is_length"] == 1.0  # 3 sampled tokens, finish_reason "length"
+        assert r["judgments"]["stop_string_shown"] == 0.0  # cut before the stop string whenever one was sampled
+        assert sum(r["loss_mask"]) == 3 + r["judgments"]["stopped_tokens"]  # the stop string's tokens were sampled
+    assert any(r["judgments"]["stop_hit"] for r in records)  # common letters: some turn met one
+
+
+def test_eval_cli_runs_an_agent_and_refuses_a_bad_entry(tmp_path, tiny_model_dir):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    base = [sys.executable, "-m", "toolmaster.cli", "eval", "--env", "agent", f"env.agent.tasks={TASKS}"]
+    bad = subprocess.run([*base, "env.agent.entry=tests.agents:nothing", "--policy", "model", "--model",
+                          tiny_model_dir, "--out", str(tmp_path / "bad")], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "tests.agents:nothing' is not an async function" in bad.stderr
+    assert "Started a local Ray" not in bad.stderr + bad.stdout
+    ok = subprocess.run([*base, "env.agent.entry=tests.agents:adder", "--policy", "model", "--model", tiny_model_dir,
+                         "--limit", "2", "--out", str(tmp_path / "eval")], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["env"] == "agent" and report["num_items"] == 2 and report["failed_episodes"] == {}
+    assert all(item["stats"]["turns"] == 3 for item in report["items"])

@@ -1,0 +1,72 @@
+import pytest
+
+from toolmaster.config import ConfigError, apply_overrides, build_config, load_config
+
+
+def test_yaml_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("env:\n  max_turns: 5\n  toolworld:\n    max_hops: 3\n")
+    cfg = load_config(path, ["env.toolworld.distractors=2", "synth.trial=false"])
+    assert cfg.env.max_turns == 5 and cfg.env.toolworld.max_hops == 3
+    assert cfg.env.toolworld.distractors == 2 and cfg.synth.trial is False
+
+
+def test_override_wins_over_yaml(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("env:\n  max_turns: 5\n")
+    assert load_config(path, ["env.max_turns=7"]).env.max_turns == 7
+
+
+@pytest.mark.parametrize("override, field, value", [
+    ("env.max_turns=abc", "env.max_turns", "'abc'"),
+    ("sandbox.timeout_s=-1", "sandbox.timeout_s", "-1"),
+    ("env.name=nowhere", "env.name", "'nowhere'"),
+    ("env.toolworld.quirk_rte=0.5", "env.toolworld.quirk_rte", "0.5"),
+    ("rollout.generation.min_p=1.5", "rollout.generation.min_p", "1.5"),
+    ("rollout.generation.top_p=0", "rollout.generation.top_p", "0"),
+])
+def test_bad_value_names_field_and_value(override, field, value):
+    with pytest.raises(ConfigError) as err:
+        build_config({}, [override])
+    assert field in str(err.value) and value in str(err.value)
+
+
+def test_cross_field_rule_is_checked():
+    with pytest.raises(ConfigError, match="head_dim 16"):
+        build_config({}, ["model.hidden_size=64", "model.num_heads=4"])
+    with pytest.raises(ConfigError, match="min_hops 3 > max_hops 2"):
+        build_config({}, ["env.toolworld.min_hops=3"])
+
+
+def test_malformed_override_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_overrides({}, ["env.max_turns"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+    for path in sorted(Path(__file__).resolve().parents[2].joinpath("configs").glob("*.yaml")):
+        load_config(path)
+
+
+def test_gpu_only_settings_fail_before_any_actor_starts():
+    from toolmaster.config import check_runtime
+
+    with pytest.raises(ConfigError, match="learner.backend 'nccl'"):
+        build_config({}, ["rollout.weight_transport=nccl"])  # NCCL weights need NCCL learners
+    cfg = build_config({}, ["rollout.weight_transport=nccl", "learner.backend=nccl"])
+    with pytest.raises(ConfigError, match="need CUDA"):  # this machine has no GPU
+        check_runtime(cfg)
+    with pytest.raises(ConfigError, match="learner.lora.rank"):
+        build_config({}, ["learner.lora.rank=-1"])
+
+
+def test_keep_best_needs_evaluations_on_a_split_that_is_not_reported():
+    with pytest.raises(ConfigError, match="set grpo.eval_every"):
+        build_config({}, ["grpo.keep_best=true"])
+    with pytest.raises(ConfigError, match="grpo.eval_split=val"):  # choosing on the reported split
+        build_config({}, ["grpo.keep_best=true", "grpo.eval_every=5"])
+    cfg = build_config({}, ["grpo.keep_best=true", "grpo.eval_every=5", "grpo.eval_split=val"])
+    assert cfg.grpo.keep_best and cfg.eval.split == "test"
