@@ -49,8 +49,8 @@ async def sdk_toolworld_agent(task: dict, client, model: str) -> dict:
     tracker = EpisodeStats()
     messages = [{"role": "system", "content": task["system"]}, {"role": "user", "content": task["question"]}]
     for _ in range(task["max_turns"]):
-        reply = await client.chat.completions.create(model=model, messages=messages,
-                                                     tools=[{"type": "function", "function": s} for s in native.schemas])
+        tools = [{"type": "function", "function": s} for s in native.schemas]
+        reply = await client.chat.completions.create(model=model, messages=messages, tools=tools)
         message = reply.choices[0].message
         messages.append(message.model_dump(exclude_none=True))
         text = (message.content or "") + "".join(
@@ -91,7 +91,8 @@ def main() -> None:
              "max_turns": 9, "system": build_messages(t.question, True)[0]["content"]} for t in tasks]
     path = Path(tempfile.mkdtemp()) / "tasks.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    agent_cfg = build_config({}, [*common, "env.name=agent", "env.agent.entry=benchmarks.agent_endpoint:sdk_toolworld_agent",
+    agent_cfg = build_config({}, [*common, "env.name=agent",
+                                  "env.agent.entry=benchmarks.agent_endpoint:sdk_toolworld_agent",
                                   f"env.agent.tasks={path}", "env.agent.test_fraction=0"])
     ray.init(include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": ROOT}})
     results = {}
@@ -123,8 +124,10 @@ def main() -> None:
     native, agent = results["native loop"], results["OpenAI-SDK agent via endpoint"]
     same = sum(native["sampled"][k] == agent["sampled"].get(k) for k in native["sampled"])
     print(f"episodes with identical sampled tokens on both sides: {same} / {len(native['sampled'])}")
-    per_token = (agent["seconds"] / max(agent["sampled_tokens"], 1)) / (native["seconds"] / max(native["sampled_tokens"], 1))
-    print(f"endpoint / native wall time = {agent['seconds'] / native['seconds']:.2f}; per sampled token = {per_token:.2f}")
+    per_token = ((agent["seconds"] / max(agent["sampled_tokens"], 1))
+                 / (native["seconds"] / max(native["sampled_tokens"], 1)))
+    print(f"endpoint / native wall time = {agent['seconds'] / native['seconds']:.2f}; "
+          f"per sampled token = {per_token:.2f}")
 
 
 if __name__ == "__main__":

@@ -168,7 +168,7 @@ def trl(mode: str, model_dir: str, steps: int, work: str) -> dict:
     env = {**os.environ, "PYTHONPATH": f"{path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "TRL_EXPERIMENTAL_SILENCE": "1"}
     proc = subprocess.run([sys.executable, "-c", TRL_SCRIPT, json.dumps(spec)], env=env, capture_output=True, text=True)
-    line = next((l for l in proc.stdout.splitlines() if l.startswith("TRL_RESULT ")), None)
+    line = next((out for out in proc.stdout.splitlines() if out.startswith("TRL_RESULT ")), None)
     if line is None:
         raise RuntimeError(f"TRL run failed ({mode}):\n{proc.stderr[-4000:]}")
     return json.loads(line[len("TRL_RESULT "):])
@@ -178,7 +178,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--mode", choices=("single", "tool", "both"), default="both")
-    ap.add_argument("--model", help="tool mode: a model that calls tools (default: runs/quickstart/sft/checkpoints/latest)")
+    ap.add_argument("--model", help="tool mode: a model that calls tools "
+                    "(default: runs/quickstart/sft/checkpoints/latest)")
     args = ap.parse_args()
     from toolmaster.config import build_config
     from toolmaster.models.tiny import build_tiny_model
@@ -196,7 +197,8 @@ def main() -> None:
           f"{'tokens/ep ours':>16}{'completion TRL':>16}")
     for mode, r in results.items():
         o, t = statistics.mean(r["ours"]["step_s"][1:]), statistics.mean(r["trl"]["step_s"][1:])
-        print(f"{mode:<8}{o:>12.2f}{t:>12.2f}{o / t:>10.2f}{r['ours']['startup_s']:>14.0f}s{r['trl']['startup_s']:>13.0f}s"
+        print(f"{mode:<8}{o:>12.2f}{t:>12.2f}{o / t:>10.2f}"
+              f"{r['ours']['startup_s']:>14.0f}s{r['trl']['startup_s']:>13.0f}s"
               f"{r['ours']['tokens']:>16.0f}{r['trl']['tokens']:>16.0f}")
     (Path(work) / "results.json").write_text(json.dumps(results, indent=2))
     print(f"(ours tokens/ep counts prompt + completion; TRL's is the completion length; details: {work}/results.json)")

@@ -129,7 +129,8 @@ def main() -> None:
     print(f"{'sequences':>10} {'peak MB/rank':>13} {'× first':>8} {'tokens/s':>9}")
     first = max(rows[0]["peak_mb"])
     for r in rows:
-        print(f"{r['sequences']:>10} {max(r['peak_mb']):>13.0f} {max(r['peak_mb']) / first:>8.2f} {r['tokens_per_s']:>9.0f}")
+        print(f"{r['sequences']:>10} {max(r['peak_mb']):>13.0f} {max(r['peak_mb']) / first:>8.2f} "
+              f"{r['tokens_per_s']:>9.0f}")
     print(f"plain PyTorch loop, 1 process × {args.ranks} threads, {mid['sequences']} sequences: {plain:.0f} tokens/s; "
           f"learner / plain = {mid['tokens_per_s'] / plain:.2f}")
     print(f"memory plan (toolmaster plan) learner estimate {planned:.0f} MB per rank; measured peak "

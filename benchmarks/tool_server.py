@@ -40,7 +40,8 @@ def main() -> None:
     rows = []
     with ServerProcess(build_config({}, [docs, "env.tool_server.port=0"]).env.tool_server) as server:
         for concurrency in (1, 32):
-            rows.append((f"fallback, concurrency {concurrency}", *asyncio.run(_load(server.url, args.requests, concurrency, 50))))
+            rate, codes = asyncio.run(_load(server.url, args.requests, concurrency, 50))
+            rows.append((f"fallback, concurrency {concurrency}", rate, codes))
     with tempfile.TemporaryDirectory() as cache:
         # fill a StableToolBench cache file with every input the load uses, then serve from it alone
         entries = {str({"id_conc": f"show-{i}"}): {"error": "", "response": f"cached {i}"} for i in range(50)}

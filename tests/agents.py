@@ -58,8 +58,8 @@ async def rewriter(task: dict, client, model: str) -> dict:
         for call in message.get("tool_calls") or []:
             call["id"] = f"rewritten-{turn}"
             try:
-                call["function"]["arguments"] = json.dumps(dict(reversed(json.loads(call["function"]["arguments"]).items())),
-                                                           indent=1)
+                call["function"]["arguments"] = json.dumps(
+                    dict(reversed(json.loads(call["function"]["arguments"]).items())), indent=1)
             except (ValueError, AttributeError):
                 pass
         if message.get("content"):

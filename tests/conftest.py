@@ -5,6 +5,7 @@ for key, value in {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
                    "VLLM_LOGGING_LEVEL": "WARNING", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}.items():
     os.environ.setdefault(key, value)
 
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -51,14 +52,47 @@ def sandbox():
     pool.close()
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    """A local Ray instance per test module (test_ray_job starts its own head, so none outlives a module)."""
+ROOT = Path(__file__).resolve().parents[1]
+# rollout workers import test agents (tests.agents) and the verifiers taskset written here (vf_codes)
+RAY_ENV = {"env_vars": {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "vf_plugins")])}}
+sys.path.insert(0, str(ROOT / "tests" / "vf_plugins"))
+
+
+def start_ray(**kwargs) -> None:
     import ray
 
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
-    yield
+    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, **{"runtime_env": RAY_ENV, **kwargs})
+
+
+def stop_ray() -> None:
+    """Ends the shared Ray instance and every fleet on it (a test that needs Ray of its own)."""
+    import ray
+
+    from tests.integration.fleets import FLEETS
+
+    FLEETS.close()
     ray.shutdown()
+
+
+def ensure_ray() -> None:
+    import ray
+
+    if not ray.is_initialized():
+        start_ray()
+
+
+@pytest.fixture
+def ray_local():
+    """The pytest session's Ray instance, started by the first test that needs it; fleets live on it."""
+    ensure_ray()
+
+
+@pytest.fixture
+def fresh_ray():
+    """A Ray instance of the test's own (the shared one and its fleets end first); kwargs via ``request``."""
+    stop_ray()
+    yield start_ray
+    stop_ray()
 
 
 @pytest.fixture(scope="session")
@@ -71,6 +105,32 @@ def model_server(tiny_model_dir, tmp_path_factory):
 
     port = free_port()
     cmd = [sys.executable, "-m", "toolmaster.cli", "serve-model", tiny_model_dir, "--port", str(port), "--name", "tiny",
-           "--max-model-len", "2048", "--dtype", "float32", "--enforce-eager", "--kv-cache-memory-bytes", str(512 * 2**20)]
+           "--max-model-len", "2048", "--dtype", "float32", "--enforce-eager",
+           "--kv-cache-memory-bytes", str(512 * 2**20)]
     with ModelServer(cmd, port, log_path=str(tmp_path_factory.mktemp("vllm") / "server.log")) as server:
         yield server
+
+
+TIERS = {"unit": 0, "integration": 1, "system": 2}
+
+
+def pytest_addoption(parser):
+    parser.addoption("--reverse", action="store_true", help="run the selected tests in reverse order (tests "
+                     "must pass in any order: shared fleets are reset between them)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Unit tests first (they fail fastest), then the shared-fleet tier, then fresh fleets."""
+    def tier(item) -> int:
+        path = Path(str(item.fspath))
+        return TIERS.get(path.relative_to(ROOT / "tests").parts[0], 1) if path.is_relative_to(ROOT / "tests") else 1
+
+    items.sort(key=tier)
+    if config.getoption("--reverse"):
+        items.reverse()
+
+
+def pytest_terminal_summary(terminalreporter):
+    from tests.integration.fleets import FLEETS
+
+    terminalreporter.write_line(f"shared fleets started: {FLEETS.started}")

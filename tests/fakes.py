@@ -72,3 +72,71 @@ def failing_grader_hook() -> None:
         return original(self, task, episode)
 
     ToolWorld.grade = grade
+
+
+class ScriptedPool:
+    """A rollout pool whose episode outcomes a test scripts: ``outcome(task, episode_id, settings) -> bool``.
+    Records carry what the driver reads (rewards, stats, tokens, timings); every call is kept."""
+
+    def __init__(self, outcome, tokens_per_turn: int = 3):
+        self.outcome, self.tokens_per_turn = outcome, tokens_per_turn
+        self.calls: list[dict] = []  # {"episode_ids", "settings"} per run / run_specs
+        self.handles: list[dict] = []  # every published weight handle, in order
+        self.workers = {0: object()}
+        self.replaced = self.episode_retries = 0
+        self.events: list[dict] = []
+        self.version = 0
+
+    def record(self, episode_id: str, task, settings) -> dict:
+        correct = bool(self.outcome(task, episode_id, settings))
+        n = self.tokens_per_turn
+        return {"episode_id": episode_id, "task_id": task.id, "answer": "x", "error": None, "correct": correct,
+                "finish_reason": "answer", "grade": float(correct), "judgments": {}, "calls": [],
+                "rewards": {"correctness": float(correct), "total": float(correct)},
+                "stats": {"trial_calls": 1, "corrections": 0, "turns": 1}, "messages": [],
+                "token_ids": list(range(2 * n)), "loss_mask": [0] * n + [1] * n, "logprobs": [0.0] * n + [-1.0] * n,
+                "policy_version": self.version, "worker": 0, "node": "n",
+                "timings": {"episode": 0.0, "generate": 0.0, "tools": 0.0, "score": 0.0}}
+
+    def run(self, tasks, group_size, step, on_record=None, sampling_round=0, settings=None):
+        prefix = f"s{step}-" + (f"r{sampling_round}-" if sampling_round else "")
+        specs = [(f"{prefix}t{i}-g{g}", task) for i, task in enumerate(tasks) for g in range(group_size)]
+        return self.run_specs(specs, on_record, settings=settings)
+
+    def run_specs(self, specs, on_record=None, generation=None, settings=None):
+        self.calls.append({"episode_ids": [eid for eid, _ in specs], "settings": settings})
+        return [self.record(eid, task, settings) for eid, task in specs]
+
+    def update_weights(self, handle: dict) -> float:
+        self.handles.append(handle)
+        self.version = handle["version"]
+        return 0.0
+
+
+class RecordingLearners:
+    """A learner group that records every batch it is given and trains nothing."""
+
+    def __init__(self):
+        self.batches: list[tuple[dict, str]] = []
+        self.saved: list[str] = []
+
+    def reset(self, model_dir: str, cfg) -> None:
+        self.reset_to = (model_dir, cfg)
+
+    def load(self, path: str) -> None:
+        self.loaded = path
+
+    def train_step(self, batch: dict, kind: str) -> dict:
+        self.batches.append((batch, kind))
+        return {"loss": 0.0, "tokens": sum(sum(m) for m in batch["loss_mask"]), "microbatches": 1,
+                "ratio_mean": 1.0, "kl": 0.0}
+
+    def publish(self, version: int, transport: str) -> dict:
+        return {"version": version, "ref": None}
+
+    def save(self, path: str) -> None:
+        import pathlib
+
+        pathlib.Path(path).mkdir(parents=True, exist_ok=True)
+        (pathlib.Path(path) / "config.json").write_text("{}")
+        self.saved.append(path)

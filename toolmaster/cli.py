@@ -1,19 +1,18 @@
 """The ``toolmaster`` command: quickstart, tiny-model, synth, sft, grpo, eval, serve-tools, serve-model.
 
 Every command takes ``--config FILE`` and trailing dotted ``key=value`` overrides; its own flags are
-shorthands for overrides, applied first, so an explicit ``key=value`` wins.
+shorthands for overrides, applied first, so an explicit ``key=value`` wins (``toolmaster eval compare BEFORE
+AFTER`` only reads two finished evaluations: it takes no config).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 from pathlib import Path
 
 from toolmaster.config import ConfigError, load_config
-
 
 ENVS = ["toolworld", "toolhop", "stabletoolbench", "tmdb", "codebook", "agent", "verifiers"]
 
@@ -46,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", help="model dir whose tokenizer measures trajectory length")
     _common(p)
 
-    p = sub.add_parser("eval", help="evaluate a policy; writes OUT/report.json")
+    p = sub.add_parser("eval", help="evaluate a policy; writes OUT/report.json (`toolmaster eval compare BEFORE "
+                       "AFTER`: two evaluations, paired)", epilog=COMPARE_USAGE)
     p.add_argument("--env", choices=ENVS)
     p.add_argument("--data", help="benchmark data file or folder (as laid out in ../shared/data)")
     p.add_argument("--tool-server", help="URL of a running tool server (default: one is started when needed)")
@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model directory for --policy model")
     p.add_argument("--split", choices=["train", "val", "test", "test_ood"])
     p.add_argument("--limit", type=int, help="evaluate the first N items only")
+    p.add_argument("--reach", type=int, metavar="N", help="--policy model: also sample each greedy failure N times "
+                   "with the training sampler (rollout.generation, one GRPO group): the failures GRPO can learn from")
     p.add_argument("--out", required=True)
     _common(p)
 
@@ -92,6 +94,31 @@ def _parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(config=str(QUICKSTART_RECIPE) if QUICKSTART_RECIPE.is_file() else None)
     return parser
+
+
+COMPARE_USAGE = ("toolmaster eval compare BEFORE AFTER: two evaluations of the same tasks (report.json files or "
+                 "their --out folders), paired task by task (fixed / broken, sign test, 95% CI) and per task group")
+
+
+def _compare_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="toolmaster eval compare", description=COMPARE_USAGE)
+    p.add_argument("before", metavar="BEFORE", help="the first evaluation: its report.json or --out folder")
+    p.add_argument("after", metavar="AFTER", help="the second evaluation, on the same tasks")
+    return p
+
+
+def _compare(argv: list[str]) -> int:
+    """``toolmaster eval compare``: a bad or missing report is one line on stderr and exit status 2."""
+    from toolmaster.evaluation.compare import comparison_lines, load_report
+
+    args = _compare_parser().parse_args(argv)
+    try:
+        lines = comparison_lines(load_report(args.before), load_report(args.after))
+    except ValueError as err:
+        print(f"toolmaster eval compare: {err}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
 
 
 # the quickstart's recipe (SFT budget, GRPO settings); --config replaces it
@@ -140,11 +167,19 @@ def _run(args, cfg) -> int:
             summary = synthesize(cfg, args.out, tokenizer, progress=advance)
         console.print_json("synthesis summary (" + args.out + "/summary.json)", summary)
     elif args.command == "eval":
+        from toolmaster.evaluation.reach import evaluate_with_reach, reach_lines
         from toolmaster.evaluation.runner import evaluate
+        if args.reach is not None and args.reach < 1:
+            raise ConfigError(f"--reach {args.reach}: sample each failure at least once")
         with console.progress("episodes", 0) as advance:
-            report = evaluate(cfg, args.out, progress=advance)
+            report = (evaluate_with_reach(cfg, args.out, args.reach, progress=advance) if args.reach
+                      else evaluate(cfg, args.out, progress=advance))
         console.print_json("evaluation (" + args.out + "/report.json)",
-                           {k: v for k, v in report.items() if k != "items"})
+                           {k: v for k, v in report.items() if k not in ("items", "reach")})
+        if "reach" in report:
+            print(f"greedy failures sampled {args.reach} times each (temperature "
+                  f"{cfg.rollout.generation.temperature}): reachable = solved at least once")
+            print("\n".join(reach_lines(report["reach"])))
     elif args.command in ("sft", "grpo"):
         model_dir = cfg.model.path
         if model_dir is None:
@@ -157,7 +192,8 @@ def _run(args, cfg) -> int:
         if args.command == "sft":
             from toolmaster.trainer.sft import train_sft
             if not cfg.sft.data:
-                print("toolmaster: sft needs data: --data DIR or sft.data=DIR (see `toolmaster synth`)", file=sys.stderr)
+                print("toolmaster: sft needs data: --data DIR or sft.data=DIR (see `toolmaster synth`)",
+                      file=sys.stderr)
                 return 2
             result = train_sft(cfg, model_dir, cfg.sft.data, resume=args.resume)
         else:
@@ -190,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in _ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
     logging.basicConfig(level=os.environ.get("TOOLMASTER_LOG", "WARNING"))
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] == ["eval", "compare"]:  # a subcommand of eval: its positionals are not config overrides
+        return _compare(argv[2:])
     args, extra = _parser().parse_known_args(argv)
     if args.command == "serve-model":
         from toolmaster.llm.serve_model import server_command
@@ -202,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, _flag_overrides(args) + list(args.overrides))
         if getattr(args, "data", None):  # the data belongs to whichever benchmark the config selects
             if cfg.env.name == "toolworld":
-                raise ConfigError("toolworld is generated and takes no --data; choose --env toolhop|stabletoolbench|tmdb")
+                raise ConfigError("toolworld is generated and takes no --data; choose --env "
+                                  "toolhop|stabletoolbench|tmdb")
             cfg = load_config(args.config, _flag_overrides(args) + [f"env.{cfg.env.name}.data={args.data}"]
                               + list(args.overrides))
     except ConfigError as err:

@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+from toolmaster.config_base import ConfigError, Section
+from toolmaster.envs import make_env
 
 
 class ModelConfig(Section):
@@ -53,7 +52,7 @@ class DifficultyLevel(Section):
 class CurriculumConfig(Section):
     """Toolworld difficulty driven by recent training success, kept inside [target_low, target_high]."""
     enabled: bool = Field(False, description="off: measured to lower held-out success 0.90 → 0.74-0.76 by "
-                          "teaching early answers on two-hop tasks (README, Curriculum)")
+                          "teaching early answers on two-hop tasks (docs/grpo.md, Curriculum)")
     target_low: float = Field(0.3, ge=0.0, le=1.0, description="recent success below this: one level easier")
     target_high: float = Field(0.7, ge=0.0, le=1.0, description="recent success above this: one level harder")
     window: int = Field(2, ge=1, description="steps of training success averaged for a decision")
@@ -81,7 +80,8 @@ class ToolworldConfig(Section):
     distractors: int = Field(1, ge=0, le=8, description="extra tools in each task that the task does not need")
     quirk_rate: float = Field(0.8, ge=0.0, le=1.0, description="chance that a tool has a hidden argument rule")
     entities_per_tool: int = Field(12, ge=2)
-    eval_tasks: int = Field(50, ge=1, description="tasks per evaluation when no limit is given (toolworld is unlimited)")
+    eval_tasks: int = Field(50, ge=1, description="tasks per evaluation when no limit is given (toolworld is "
+                            "unlimited)")
     curriculum: CurriculumConfig = CurriculumConfig()
 
     @model_validator(mode="after")
@@ -117,13 +117,17 @@ class ToolServerConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535, description="0: any free port")
     backends: list[Literal["cache", "simulator", "fallback"]] = Field(
-        ["fallback"], min_length=1, description="tried in this order until one answers, e.g. [cache, simulator, fallback]")
-    cache_dir: str | None = Field(None, description="StableToolBench cache layout <dir>/<Category>/<tool>_for_<Category>/<api>.json")
+        ["fallback"], min_length=1,
+        description="tried in this order until one answers, e.g. [cache, simulator, fallback]")
+    cache_dir: str | None = Field(None, description="StableToolBench cache layout "
+                                  "<dir>/<Category>/<tool>_for_<Category>/<api>.json")
     write_back: bool = Field(True, description="store simulator responses in the cache")
-    docs: list[str] = Field(["../shared/data/stabletoolbench/test_instruction", "../shared/data/restbench/tmdb_oas.json"],
-                            description="API documents: StableToolBench query files/folders and OpenAPI specs")
+    docs: list[str] = Field(
+        ["../shared/data/stabletoolbench/test_instruction", "../shared/data/restbench/tmdb_oas.json"],
+        description="API documents: StableToolBench query files/folders and OpenAPI specs")
     simulator: EndpointConfig = EndpointConfig(max_tokens=256)
-    api_keys: list[str] = Field(default_factory=list, description="accepted keys (body toolbench_key or Bearer); empty: open")
+    api_keys: list[str] = Field(default_factory=list, description="accepted keys (body toolbench_key or Bearer); "
+                                "empty: open")
     key: str = Field("", description="the key environments send")
     max_concurrency: int = Field(32, ge=1, description="requests answered at once; more wait")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="larger request bodies are a 413")
@@ -219,19 +223,16 @@ class RewardConfig(Section):
     turn_cost: float = 0.0
     trial_cost: float = 0.0
     verbosity_cost: float = 0.0
-    wrong_answer: float = Field(0.0, ge=0.0, description="penalty for ending with a wrong answer (running out of turns costs nothing)")
 
 
 class SynthConfig(Section):
     num_tasks: int = Field(1000, ge=1)
     seed: int = 0
-    trial: bool = Field(True, description="trial-phase data and prompt; False is the no-trial ablation (same prompt in SFT, GRPO and eval)")
+    trial: bool = Field(True, description="trial-phase data and prompt; False is the no-trial ablation (same "
+                        "prompt in SFT, GRPO and eval)")
     mistake_rate: float = Field(0.3, ge=0.0, le=1.0, description="chance of an injected mistake per execution call")
     max_tokens: int = Field(1024, ge=64, description="trajectories longer than this are dropped")
     probe_distractors: bool = Field(False, description="the teacher also probes distractor tools in the trial phase")
-    trial_order: Literal["upfront", "per_tool"] = Field(
-        "upfront", description="upfront: trial every tool of the plan, one note, then execute the chain (README: "
-        "'Trial phase first'); per_tool: trial, note and use each tool in turn")
     teacher: Literal["scripted", "openai"] = Field("scripted", description="scripted: toolworld's rule-following "
                                                    "teacher; openai: an LLM through an OpenAI-compatible endpoint")
     endpoint: EndpointConfig = EndpointConfig(max_tokens=512)
@@ -243,8 +244,6 @@ class SynthConfig(Section):
 class GenerationConfig(Section):
     max_new_tokens: int = Field(96, ge=1)
     temperature: float = Field(0.0, ge=0.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    min_p: float = Field(0.0, ge=0.0, le=1.0, description="drop tokens below min_p x the top token's probability")
 
 
 class SamplingConfig(GenerationConfig):
@@ -332,7 +331,8 @@ class LearnerConfig(Section):
     grad_clip: float = Field(1.0, gt=0)
     eps_low: float = Field(0.2, ge=0)
     eps_high: float = Field(0.28, ge=0)
-    kl_beta: float = Field(0.0, ge=0, description="weight of KL(π‖π_ref) to the frozen starting model; 0 loads no reference")
+    kl_beta: float = Field(0.0, ge=0, description="weight of KL(π‖π_ref) to the frozen starting model; 0 loads no "
+                           "reference")
     lora: LoRAConfig = LoRAConfig()
     max_tokens_per_microbatch: int = Field(8192, ge=0, description="padded tokens per forward/backward on a rank "
                                            "(gradients accumulate over micro-batches, one optimizer step per "
@@ -354,7 +354,6 @@ class GRPOConfig(Section):
     group_size: int = Field(4, ge=2, description="G: episodes per task")
     std_normalize: bool = Field(True, description="divide the outcome advantage by its group std; False gives "
                                 "Dr.GRPO (shaping terms are never rescaled, see trainer/advantages.py)")
-    drop_zero_variance: bool = Field(False, description="train only on groups whose outcome varies (no refill)")
     train_on_failed_episodes: bool = Field(False, description="failed episodes (an exception, see rollout."
                                            "episode_retries) join the loss with rollout.failed_episode_reward")
     filter_groups: bool = Field(False, description="DAPO dynamic sampling: drop groups whose outcome does not vary "
@@ -363,13 +362,7 @@ class GRPOConfig(Section):
                                      "(then the step trains on the informative groups it has)")
     loss_aggregation: Literal["token_mean", "sequence_mean"] = Field(
         "token_mean", description="token_mean: every sampled token weighs the same; sequence_mean: every "
-        "episode weighs the same, which favours long failures (measured: finish rate 0.81 → 0.64, README)")
-    negative_advantage_weight: float = Field(1.0, ge=0.0, le=1.0, description="scale on negative advantages "
-                                             "(1: GRPO; below 1 pushes failed episodes' tokens down less than "
-                                             "successes' up, which keeps the policy from spreading out)")
-    balance_token_mass: bool = Field(False, description="per group, scale the side (positive or negative "
-                                     "advantages) with more token mass down to the other's: long failures "
-                                     "cannot outweigh the successes (trainer/advantages.py)")
+        "episode weighs the same, which favours long failures (measured: finish rate 0.81 → 0.64, docs/grpo.md)")
     failure_credit: Literal["whole", "until_first_error"] = Field(
         "whole", description="whole: every sampled token of an unsuccessful episode carries its advantage; "
         "until_first_error: only its turns up to its first failed execution call (its retries repeat right "
@@ -431,8 +424,9 @@ class Config(Section):
         if g.keep_best and not g.eval_every:
             raise ValueError("grpo.keep_best chooses among the evaluations of grpo.eval_every: set grpo.eval_every")
         if g.keep_best and g.eval_split == self.eval.split:
-            raise ValueError(f"grpo.keep_best would choose the checkpoint on grpo.eval_split={g.eval_split!r}, the split "
-                             f"eval.split reports: choose on another held-out split (toolworld: grpo.eval_split=val)")
+            raise ValueError(f"grpo.keep_best would choose the checkpoint on grpo.eval_split={g.eval_split!r}, the "
+                             "split eval.split reports: choose on another held-out split (toolworld: "
+                             "grpo.eval_split=val)")
         return self
 
     @model_validator(mode="after")
@@ -452,15 +446,10 @@ def check_runtime(cfg: Config) -> None:
             raise ConfigError("rollout.weight_transport/learner.backend 'nccl' need CUDA GPUs; this machine has "
                               "none (use object_store and gloo on CPU)")
     if cfg.env.name in ENDPOINT_ENVS:  # the agent's code and tasks load here, so a typo fails before Ray starts
-        from toolmaster.envs import make_env
         try:
             make_env(cfg.env)
         except ValueError as err:
             raise ConfigError(str(err)) from None
-
-
-class ConfigError(ValueError):
-    """A configuration value was rejected; the message names the field and the value."""
 
 
 def _lookup(data: Any, path: tuple) -> Any:

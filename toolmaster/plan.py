@@ -216,7 +216,8 @@ def render(cfg, shape: ModelShape, source: str) -> str:
     lines = [f"model: {source}: {shape.params / 1e9:.2f} B parameters, {shape.layers} layers, hidden {shape.hidden}, "
              f"vocab {shape.vocab}",
              f"learner rank ({lc.num_ranks} ranks, ZeRO-{lc.zero_stage}, {lc.dtype}, micro-batch "
-             f"{lp['microbatch_tokens']} tokens, gradient checkpointing {'on' if lc.gradient_checkpointing else 'off'}, "
+             f"{lp['microbatch_tokens']} tokens, "
+             f"gradient checkpointing {'on' if lc.gradient_checkpointing else 'off'}, "
              f"optimizer offload {'on' if lc.offload_optimizer else 'off'}):"]
     for key in ("weights", "gradients", "optimizer", "buffers", "reference", "activations", "logprobs", "total"):
         lines.append(f"  {key:<12} {lp[key]:8.2f} GB")

@@ -29,9 +29,11 @@ def test_bad_config_value_fails_before_work(tmp_path, capsys):
 def test_a_split_the_environment_lacks_is_a_config_error_before_any_actor(tmp_path, tiny_model_dir, capsys):
     code = main(["eval", "--env", "toolhop", "--data", str(TOOLHOP), "--policy", "oracle", "--split", "val",
                  "--out", str(tmp_path / "eval")])
-    assert code == 2 and "eval.split = 'val': toolhop has no such split; splits: ['train', 'test']" in capsys.readouterr().err
+    assert code == 2 and ("eval.split = 'val': toolhop has no such split; splits: ['train', 'test']"
+                          in capsys.readouterr().err)
     code = main(["grpo", "--model", tiny_model_dir, f"run_dir={tmp_path / 'grpo'}", "grpo.eval_every=5",
-                 "grpo.eval_split=val", "env.name=toolhop", f"env.toolhop.data={TOOLHOP}", "env.toolhop.test_fraction=0.5"])
+                 "grpo.eval_split=val", "env.name=toolhop", f"env.toolhop.data={TOOLHOP}",
+                 "env.toolhop.test_fraction=0.5"])
     assert code == 2 and "grpo.eval_split = 'val'" in capsys.readouterr().err
     code = main(["grpo", "--model", tiny_model_dir, f"run_dir={tmp_path / 'grpo'}", "env.name=toolhop",
                  f"env.toolhop.data={TOOLHOP}"])
@@ -68,10 +70,12 @@ def test_eval_each_benchmark_from_its_data_folder(tmp_path, capsys):
     assert report["metric"] == "correct_path_rate" and report["correct_path_rate"] == 0.0  # oracle calls no endpoint
     assert (out / "report.md").exists() and (out / "report.png").exists()
     out = tmp_path / "stb"
-    assert main(["eval", "--env", "stabletoolbench", "--data", str(DATA / "stabletoolbench" / "test_instruction" / "G3_instruction.json"),
+    assert main(["eval", "--env", "stabletoolbench",
+                 "--data", str(DATA / "stabletoolbench" / "test_instruction" / "G3_instruction.json"),
                  "--policy", "empty", "--limit", "2", "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["num_items"] == 2 and report["sopr"] is None and report["items"][0]["task_id"].startswith("G3_instruction:")
+    assert (report["num_items"] == 2 and report["sopr"] is None
+            and report["items"][0]["task_id"].startswith("G3_instruction:"))
     assert main(["eval", "--env", "toolworld", "--data", "x", "--policy", "oracle", "--out", str(tmp_path / "tw")]) == 2
     assert "takes no --data" in capsys.readouterr().err
 

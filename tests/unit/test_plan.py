@@ -40,9 +40,11 @@ def test_plan_items_follow_zero_stage_precision_and_checkpointing():
     assert base["optimizer"] == pytest.approx(psi * 12 / 4 / 1e9)  # fp32 master + Adam m, v
     z2 = plan("learner.num_ranks=4", "learner.zero_stage=2", "learner.dtype=bfloat16")
     assert z2["weights"] == pytest.approx(4 * base["weights"])  # ZeRO-2 does not partition the weights
-    ckpt = plan("learner.num_ranks=4", "learner.zero_stage=3", "learner.dtype=bfloat16", "learner.gradient_checkpointing=true")
+    ckpt = plan("learner.num_ranks=4", "learner.zero_stage=3", "learner.dtype=bfloat16",
+                "learner.gradient_checkpointing=true")
     assert ckpt["activations"] < base["activations"] / 10
-    off = plan("learner.num_ranks=4", "learner.zero_stage=3", "learner.dtype=bfloat16", "learner.offload_optimizer=true")
+    off = plan("learner.num_ranks=4", "learner.zero_stage=3", "learner.dtype=bfloat16",
+               "learner.offload_optimizer=true")
     assert off["optimizer"] == 0 and off["cpu_offloaded_optimizer"] == pytest.approx(base["optimizer"])
 
 
@@ -58,11 +60,13 @@ def test_a_missing_or_broken_model_fails_before_ray_starts(tmp_path, tiny_model_
     shutil.copytree(tiny_model_dir, broken)
     config = json.loads((broken / "config.json").read_text())
     (broken / "config.json").write_text(json.dumps({**config, "vocab_size": 100}))
-    with pytest.raises(ConfigError, match="tokenizer mismatch, the tokenizer has .* tokens but the model's vocab_size is 100"):
+    with pytest.raises(ConfigError,
+                       match="tokenizer mismatch, the tokenizer has .* tokens but the model's vocab_size is 100"):
         check_model_dir(str(broken))
     assert not ray.is_initialized()
     # a model directory without Adam moments cannot seed grpo.optimizer_state=checkpoint
-    assert main(["grpo", "--model", tiny_model_dir, f"run_dir={tmp_path / 'r'}", "grpo.optimizer_state=checkpoint"]) == 2
+    assert main(["grpo", "--model", tiny_model_dir, f"run_dir={tmp_path / 'r'}",
+                 "grpo.optimizer_state=checkpoint"]) == 2
     assert "holds no optimizer state" in capsys.readouterr().err
     assert not ray.is_initialized() and not (tmp_path / "r").exists()
 
@@ -72,5 +76,6 @@ def test_a_microbatch_budget_below_the_longest_sequence_is_refused(tiny_model_di
     with pytest.raises(ConfigError, match=r"max_tokens_per_microbatch = 512 is smaller than the longest allowed "
                                           r"sequence \(sft.max_tokens = 1024\)"):
         check_learner_plan(cfg, tiny_model_dir, longest_sequence=cfg.sft.max_tokens, what="sft.max_tokens")
-    assert main(["grpo", "--model", tiny_model_dir, f"run_dir={tmp_path / 'r'}", "learner.max_tokens_per_microbatch=512"]) == 2
+    assert main(["grpo", "--model", tiny_model_dir, f"run_dir={tmp_path / 'r'}",
+                 "learner.max_tokens_per_microbatch=512"]) == 2
     assert "longest allowed sequence (the rollout context length = 2048)" in capsys.readouterr().err

@@ -35,4 +35,5 @@ class Episode:
                 "finish_reason": self.finish_reason, "correct": self.correct, "grade": self.grade,
                 "judgments": self.judgments,
                 "calls": self.calls, "stats": self.stats,
-                "rewards": self.rewards, "timings": self.timings, "error": self.error, "turns": sum(m["role"] == "assistant" for m in self.messages)}
+                "rewards": self.rewards, "timings": self.timings, "error": self.error,
+                "turns": sum(m["role"] == "assistant" for m in self.messages)}

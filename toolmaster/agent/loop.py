@@ -123,8 +123,9 @@ def run_episodes(policy, tasks: list[Task], env: Environment, runner: ToolRunner
     """Run all episodes concurrently (from synchronous code) and return them in task order."""
 
     async def one(i: int, task: Task) -> Episode:
-        ep = await run_episode(policy, task, env, runner, episode_id=episode_ids[i] if episode_ids else f"{task.id}#{i}",
-                               max_turns=max_turns, trial=trial, reward_weights=reward_weights)
+        episode_id = episode_ids[i] if episode_ids else f"{task.id}#{i}"
+        ep = await run_episode(policy, task, env, runner, episode_id=episode_id, max_turns=max_turns, trial=trial,
+                               reward_weights=reward_weights)
         if on_episode:
             on_episode(ep)
         return ep

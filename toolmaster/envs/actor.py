@@ -13,6 +13,8 @@ import logging
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError
 
+from toolmaster.config import EnvConfig, SandboxConfig
+from toolmaster.envs import make_env
 from toolmaster.tools.base import ToolResult, ToolRunner
 
 log = logging.getLogger(__name__)
@@ -21,7 +23,6 @@ _RETRIES = 3
 
 class ToolEnvActor:
     def __init__(self, sandbox_cfg: dict):
-        from toolmaster.config import SandboxConfig
         self.runner = ToolRunner.from_config(SandboxConfig.model_validate(sandbox_cfg))
         self._envs = {}
 
@@ -32,9 +33,6 @@ class ToolEnvActor:
         return self.runner.score(self._env(env_cfg), task, episode, reward_weights)
 
     def _env(self, env_cfg: dict):
-        from toolmaster.config import EnvConfig
-        from toolmaster.envs import make_env
-
         key = repr(sorted(env_cfg.items()))
         if key not in self._envs:  # environments can be costly to build (datasets, clients): one per config
             self._envs[key] = make_env(EnvConfig.model_validate(env_cfg))
@@ -76,7 +74,8 @@ class RemoteToolRunner:
 
     def run(self, tool, arguments: dict) -> ToolResult:
         result = self._call("run", tool.name, tool, arguments)
-        return result or ToolResult(False, f"error: tool {tool.name} could not be run: its environment actors kept failing")
+        return result or ToolResult(False, f"error: tool {tool.name} could not be run: its environment actors kept "
+                                           "failing")
 
     def score(self, env, task, episode, reward_weights=None) -> tuple[float | None, dict, dict]:
         """Scored on an environment actor (where a judge's client lives), with this episode's env config."""

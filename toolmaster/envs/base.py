@@ -4,7 +4,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from toolmaster.tools.base import Tool
+from toolmaster.config_base import ConfigError
+from toolmaster.tools.spec import Tool
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,6 @@ class Environment(ABC):
     def require_split(self, split: str, setting: str = "split") -> None:
         """A config error naming ``setting`` when this environment has no ``split`` (the drivers check the
         configured splits before any actor starts)."""
-        from toolmaster.config import ConfigError
-
         if split not in self.splits:
             raise ConfigError(f"{setting} = {split!r}: {self.name} has no such split; splits: {list(self.splits)}")
 

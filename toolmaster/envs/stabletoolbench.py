@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from toolmaster.envs.base import Environment, Task
-from toolmaster.tools.base import FinishExecutor, Tool, VirtualApiExecutor
+from toolmaster.tools.spec import FinishExecutor, Tool, VirtualApiExecutor
 from toolmaster.toolserver.names import function_name
 
 FINISH_SCHEMA = {
@@ -44,7 +44,8 @@ def query_files(data: str, groups: list[str] | None = None) -> list[Path]:
     if groups:
         unknown = set(groups) - {f.stem for f in files}
         if unknown:
-            raise ValueError(f"no StableToolBench group(s) {sorted(unknown)} in {data!r}; found {[f.stem for f in files]}")
+            raise ValueError(f"no StableToolBench group(s) {sorted(unknown)} in {data!r}; "
+                             f"found {[f.stem for f in files]}")
         files = [f for f in files if f.stem in groups]
     if not files:
         raise FileNotFoundError(f"no query files (*.json) in StableToolBench folder {data!r}")

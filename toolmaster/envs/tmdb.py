@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from toolmaster.envs.base import Environment, Task
-from toolmaster.tools.base import RestExecutor, Tool, VirtualApiExecutor
+from toolmaster.tools.spec import RestExecutor, Tool, VirtualApiExecutor
 from toolmaster.toolserver.docs import openapi_operations, openapi_tool_name
 from toolmaster.toolserver.names import standardize
 

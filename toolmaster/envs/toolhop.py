@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from toolmaster.envs.base import RuleGradedEnvironment, Task
-from toolmaster.tools.base import PythonExecutor, Tool
+from toolmaster.tools.spec import PythonExecutor, Tool
 
 _DEF_RE = re.compile(r"^def\s+([A-Za-z_][A-Za-z0-9_]*)\s*\(", re.MULTILINE)
 

@@ -4,11 +4,14 @@ A difference in success between two evaluations of 50–200 tasks moves by sever
 drawn (measured here: one GRPO model scored −0.015 against its SFT start on 200 test tasks and +0.020 on
 100 val tasks). The comparison is paired, task by task: how many tasks each model solves that the other
 does not, an exact two-sided sign test on those, and a bootstrap interval over tasks for the difference.
+``toolmaster eval compare BEFORE AFTER`` prints it for two finished evaluations.
 """
 from __future__ import annotations
 
+import json
 import math
 import random
+from pathlib import Path
 
 
 def _scores(report: dict) -> dict[str, float]:
@@ -49,40 +52,39 @@ def describe(comparison: dict) -> str:
             f"fixed {c['fixed']}, broken {c['broken']}, sign test p = {c['p_value']:.2f})")
 
 
-def _load_report(path: str) -> dict:
-    """An evaluation's ``report.json``, given the file or the evaluation's ``--out`` folder."""
-    import json
-    from pathlib import Path
+def _is_item(item) -> bool:
+    return isinstance(item, dict) and "task_id" in item and isinstance(item.get("grade"), (int, float, type(None)))
 
+
+def load_report(path: str) -> dict:
+    """An evaluation's ``report.json``, given the file or the evaluation's ``--out`` folder; ValueError with
+    one line saying what is wrong otherwise."""
     p = Path(path)
     p = p / "report.json" if p.is_dir() else p
     if not p.is_file():
-        raise SystemExit(f"compare: {path}: no report.json (give an evaluation's --out folder or its report.json)")
-    return json.loads(p.read_text())
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m toolmaster.evaluation.compare BEFORE AFTER``: two evaluations of the same held-out
-    tasks (e.g. `toolmaster eval --limit 1000` of an SFT and a GRPO model), paired, and per task group."""
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m toolmaster.evaluation.compare", description=main.__doc__)
-    ap.add_argument("before")
-    ap.add_argument("after")
-    args = ap.parse_args(argv)
-    before, after = _load_report(args.before), _load_report(args.after)
+        raise ValueError(f"{path}: no report.json (give an evaluation's --out folder or its report.json)")
     try:
-        comparison = paired_difference(before, after)
-    except ValueError as err:
-        raise SystemExit(f"compare: {err}") from None
+        report = json.loads(p.read_text())
+    except (OSError, ValueError) as err:  # unreadable, not UTF-8, not JSON
+        raise ValueError(f"{p}: not a readable JSON report ({err})") from None
+    items = report.get("items") if isinstance(report, dict) else None
+    if (not isinstance(items, list) or not all(map(_is_item, items))
+            or not isinstance(report.get("breakdown", {}), dict)):
+        raise ValueError(f"{p}: not an evaluation report (no per-task 'items'; `toolmaster eval --out DIR` writes one)")
+    return report
+
+
+def _value(value) -> str:
+    return "not computed" if value is None else f"{value:.3f}"
+
+
+def comparison_lines(before: dict, after: dict) -> list[str]:
+    """What ``toolmaster eval compare`` prints: the metric before -> after, the paired line, and the metric per
+    task group the two reports share. ValueError when they share no task."""
+    comparison = paired_difference(before, after)
     metric = before.get("metric", "success")
-    print(f"{metric}: {before.get(metric, 0):.3f} -> {after.get(metric, 0):.3f}")
-    print(f"after - before, paired: {describe(comparison)}")
+    lines = [f"{metric}: {_value(before.get(metric))} -> {_value(after.get(metric))}",
+             f"after - before, paired: {describe(comparison)}"]
     groups = [g for g in before.get("breakdown", {}) if g in after.get("breakdown", {})]
-    for group in groups:
-        print(f"  {group}: {before['breakdown'][group]:.3f} -> {after['breakdown'][group]:.3f}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    lines += [f"  {g}: {_value(before['breakdown'][g])} -> {_value(after['breakdown'][g])}" for g in groups]
+    return lines

@@ -80,7 +80,8 @@ def _markdown(report: dict) -> str:
     if "note" in report:
         lines += ["", f"Note: {report['note']}"]
     if report["breakdown"]:
-        lines += ["", f"| group | {metric} |", "|---|---|"] + [f"| {g} | {_fmt(v)} |" for g, v in report["breakdown"].items()]
+        lines += ["", f"| group | {metric} |", "|---|---|"]
+        lines += [f"| {g} | {_fmt(v)} |" for g, v in report["breakdown"].items()]
     reasons = Counter(i["finish_reason"] for i in report["items"])
     lines += ["", "| finish reason | episodes |", "|---|---|"] + [f"| {k} | {v} |" for k, v in reasons.most_common()]
     return "\n".join(lines) + "\n"

@@ -43,7 +43,10 @@ def run_on_fleet(cfg, tasks: list, pool=None, on_record: Callable[[dict], None] 
     try:
         import ray
         refs = [ray.put(t) for t in tasks]
-        return pool.run_specs([(f"eval-{i}", ref) for i, ref in enumerate(refs)], on_record)
+        from toolmaster.rollout.settings import EpisodeSettings
+
+        return pool.run_specs([(f"eval-{i}", ref) for i, ref in enumerate(refs)], on_record,
+                              settings=EpisodeSettings.of(fleet_config(cfg)))
     finally:
         if own:
             pool.shutdown()
@@ -63,7 +66,8 @@ def run_in_process(cfg, tasks: list, env, policy, on_record: Callable[[dict], No
     return [{**ep.to_record(), "messages": ep.messages} for ep in episodes]
 
 
-def evaluate(cfg, out_dir: str | Path, policy=None, progress: Callable[[int, int], None] | None = None, pool=None) -> dict:
+def evaluate(cfg, out_dir: str | Path, policy=None, progress: Callable[[int, int], None] | None = None,
+             pool=None) -> dict:
     """Run ``cfg.eval`` and write ``out_dir``/report.json, report.md, report.png and episodes.jsonl.
 
     ``policy`` (an in-process policy object) overrides the configured one; ``pool`` reuses a running rollout
@@ -71,11 +75,10 @@ def evaluate(cfg, out_dir: str | Path, policy=None, progress: Callable[[int, int
     the tool server gets one started here when ``env.tool_server.url`` is not set.
     """
     from toolmaster.agent.policies import make_policy
-    from toolmaster.evaluation.report import build_report, write_report
-    from toolmaster.toolserver.process import tool_server_for
-
     from toolmaster.config import ENDPOINT_ENVS, ConfigError, check_runtime
+    from toolmaster.evaluation.report import build_report, write_report
     from toolmaster.tools.sandbox import check_isolation
+    from toolmaster.toolserver.process import tool_server_for
 
     if cfg.env.name in ENDPOINT_ENVS and policy is None and cfg.eval.policy != "model":
         raise ConfigError(f"env {cfg.env.name} runs outside agent code against a model's endpoint: use --policy "

@@ -88,13 +88,29 @@ class Learner:
                            "MASTER_ADDR": master_addr, "MASTER_PORT": str(master_port)})
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
         import deepspeed
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM  # noqa: F401 — loaded before the memory baseline
 
         self._start_rss_mb = _rss_mb()  # libraries loaded, no model yet: what memory() measures from
-
-        torch.manual_seed(seed)
-        self.rank, self.world_size, self.cfg = rank, world_size, learner_cfg
+        self.rank, self.world_size = rank, world_size
         deepspeed.init_distributed(dist_backend=learner_cfg.get("backend", "gloo"))
+        self.engine = self.ref = None
+        self.transport = None  # built on first publish, kept: some transports hold connections
+        self.reset(model_dir, learner_cfg, seed)
+
+    def reset(self, model_dir: str, learner_cfg: dict, seed: int = 0) -> None:
+        """A fresh learner on ``model_dir``: weights, optimizer and RNG as a new actor would have them. The
+        process group stays, so a shared fleet starts its next run without new ranks."""
+        import gc
+
+        import deepspeed
+        from transformers import AutoModelForCausalLM
+
+        if self.engine is not None:
+            self.engine.destroy()
+            self.engine = self.ref = self.policy = None
+            gc.collect()
+        torch.manual_seed(seed)
+        self.cfg = learner_cfg
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="sdpa")
         self.tied = bool(model.config.tie_word_embeddings)
         if learner_cfg.get("gradient_checkpointing"):
@@ -104,7 +120,6 @@ class Learner:
         self.lora = lora.get("rank", 0) > 0
         if self.lora:
             model = with_lora(model, lora)
-        self.ref = None
         # the reference is the frozen starting policy: with LoRA, the same model with its adapters switched
         # off; otherwise a copy outside DeepSpeed
         if learner_cfg.get("kl_beta", 0.0) > 0 and not self.lora:
@@ -119,7 +134,6 @@ class Learner:
         self.tokenizer_files = {name: (Path(model_dir) / name).read_bytes() for name in os.listdir(model_dir)
                                 if name.startswith(("tokenizer", "special_tokens", "chat_template"))}
         self.steps = 0
-        self.transport = None  # built on first publish, kept: some transports hold connections
 
     @property
     def _dtype(self) -> torch.dtype:

@@ -48,6 +48,14 @@ class LearnerGroup:
                        for rank in range(lc.num_ranks)]
         self._all("ready")
 
+    def reset(self, model_dir: str, cfg) -> None:
+        """Every rank starts again on ``model_dir`` with ``cfg.learner`` (same ranks and resources): fresh
+        weights, optimizer state and RNG, as new actors would have."""
+        if cfg.learner.num_ranks != self.num_ranks:
+            raise ValueError(f"a learner group of {self.num_ranks} ranks cannot reset to learner.num_ranks = "
+                             f"{cfg.learner.num_ranks}")
+        self._all("reset", model_dir, cfg.learner.model_dump(), cfg.grpo.seed)
+
     def _all(self, method: str, *args) -> list:
         """Call ``method`` on every rank; results in rank order. A rank that dies stops the run at once with
         an error naming it (its peers would otherwise wait forever inside a collective)."""

@@ -90,13 +90,15 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tens
     loss = (per_token * mask * weights.unsqueeze(-1)).sum()
     with torch.no_grad():
         n = mask.sum().clamp(min=1)
-        stats = {"clip_fraction": (((ratio - 1.0).abs() > 0) & (unclipped != clipped)).float().mul(mask).sum().item() / n.item(),
+        clipped_tokens = ((ratio - 1.0).abs() > 0) & (unclipped != clipped)
+        stats = {"clip_fraction": clipped_tokens.float().mul(mask).sum().item() / n.item(),
                  "ratio_mean": (ratio * mask).sum().item() / n.item(),
                  "kl": (kl * mask).sum().item() / n.item()}
     return loss, stats
 
 
-def group_advantages(rewards: list[float], group_size: int, std_normalize: bool = True, eps: float = 1e-6) -> list[float]:
+def group_advantages(rewards: list[float], group_size: int, std_normalize: bool = True,
+                     eps: float = 1e-6) -> list[float]:
     """(r − mean)/(std + ε) within each consecutive group of ``group_size`` (no std: Dr.GRPO)."""
     out = []
     for lo in range(0, len(rewards), group_size):

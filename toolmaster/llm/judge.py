@@ -19,7 +19,8 @@ JUDGE_PROMPT = (
 
 def tool_trace(episode, chars_per_message: int = 300) -> str:
     """The episode's turns and observations after the prompt, each cut short, for the judge to read."""
-    return "\n".join(m["content"][:chars_per_message] for m in episode.messages[2:] if m["role"] in ("assistant", "tool"))
+    return "\n".join(m["content"][:chars_per_message] for m in episode.messages[2:]
+                     if m["role"] in ("assistant", "tool"))
 
 
 def parse_label(text: str) -> float | None:

@@ -2,14 +2,15 @@
 
 Agentic SFT needs a model that can copy a token it has just read (names, values, error hints). Learned
 from task data alone, a 1–5M-parameter model sits on a plateau for thousands of steps; on pure copy
-sequences the induction mechanism forms within a few hundred steps (PLATFORM.md measured both). Each
-sequence is ``x GAP SEP x`` — x random tokens the protocol uses, or a window of protocol text; GAP a window
-of protocol text, empty unless ``max_gap`` is set — with the loss on the second x only.
+sequences the induction mechanism forms within a few hundred steps (both measured: docs/architecture.md,
+"Tiny model"). Each sequence is ``x GAP SEP x`` — x random tokens the protocol uses, or a window of
+protocol text; GAP a window of protocol text, empty unless ``max_gap`` is set — with the loss on the
+second x only.
 
 The gap was tried because an agent copies names from far back (the question sits 200–600 tokens before a
 second hop's call), while the default model copies spans only from under 25 tokens back. It does teach far
 copying, but SFT on such a model learns the protocol far more slowly (loss 0.188 against 0.010 after 400
-steps), so it is off by default (README, "What limits the gain").
+steps), so it is off by default (docs/grpo.md, "What limits the gain").
 """
 from __future__ import annotations
 

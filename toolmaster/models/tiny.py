@@ -2,9 +2,9 @@
 
 No model hub is reachable on laptops/CI, so the embedded default trains a byte-level BPE tokenizer on
 protocol text (rendered toolworld trajectories from every split, so names of every split tokenize the
-same way), initializes a small Qwen2ForCausalLM and gives it a short copy pre-training (models.pretrain). The tokenizer uses exactly Qwen2's normalizer and
-pre-tokenizer: transformers rebuilds those for model_type=qwen2, and any other choice silently changes ids
-after a save/load round trip.
+same way), initializes a small Qwen2ForCausalLM and gives it a short copy pre-training (models.pretrain).
+The tokenizer uses exactly Qwen2's normalizer and pre-tokenizer: transformers rebuilds those for
+model_type=qwen2, and any other choice silently changes ids after a save/load round trip.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from toolmaster.protocol import CHAT_TEMPLATE, SPECIAL_TOKENS, TAG_TOKENS, render_text
 
 QWEN2_SPLIT_PATTERN = (
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""  # noqa: E501
 )
 
 
@@ -23,7 +23,7 @@ def protocol_corpus(cfg, episodes_per_split: int = 150) -> list[str]:
     from toolmaster.agent.loop import run_episodes
     from toolmaster.envs.toolworld import ToolWorld
     from toolmaster.envs.toolworld.names import SPLIT_RESIDUE
-    from toolmaster.teacher.scripted import ScriptedTeacher
+    from toolmaster.teacher.scripted import _PerToolTeacher
     from toolmaster.tools.base import ToolRunner
 
     env = ToolWorld(cfg.env.toolworld)
@@ -35,11 +35,11 @@ def protocol_corpus(cfg, episodes_per_split: int = 150) -> list[str]:
         for split in SPLIT_RESIDUE:
             for trial in (True, False):
                 tasks = env.tasks(split, episodes_per_split, start=10_000_000)  # far from any training index
-                # the base model's corpus stays fixed whatever order the SFT data trials in: its vocabulary
-                # and copy pre-training are a fixed artifact, and a 3-token vocabulary change re-rolls them
-                # (measured: copy loss 1.05 instead of 0.09, SFT-400 0.02 instead of 0.79; README, "Trial
-                # phase first")
-                teacher = ScriptedTeacher(seed=cfg.model.seed, trial=trial, mistake_rate=0.5, trial_order="per_tool")
+                # the base model's corpus stays fixed whatever order the SFT data trials in (the per-tool
+                # order it was built with): its vocabulary and copy pre-training are a fixed artifact, and a
+                # 3-token vocabulary change re-rolls them (measured: copy loss 1.05 instead of 0.09, SFT-400
+                # 0.02 instead of 0.79; docs/grpo.md, "Trial phase first")
+                teacher = _PerToolTeacher(seed=cfg.model.seed, trial=trial, mistake_rate=0.5)
                 for ep in run_episodes(teacher, tasks, env, runner, max_turns=cfg.env.max_turns, trial=trial):
                     texts.append(render_text(ep.messages, ep.tools))
     finally:

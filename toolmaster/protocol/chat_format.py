@@ -69,7 +69,8 @@ def _jinja_literal(text: str) -> str:
 CHAT_TEMPLATE = (
     "{%- if tools %}"
     "{{- '<|im_start|>system\\n' }}"
-    "{%- if messages[0].role == 'system' %}{{- messages[0].content }}{%- else %}{{- " + _jinja_literal(DEFAULT_SYSTEM) + " }}{%- endif %}"
+    "{%- if messages[0].role == 'system' %}{{- messages[0].content }}"
+    "{%- else %}{{- " + _jinja_literal(DEFAULT_SYSTEM) + " }}{%- endif %}"
     "{{- " + _jinja_literal(TOOLS_HEADER) + " }}"
     "{%- for tool in tools %}{{- '\\n' }}{{- tool | tojson }}{%- endfor %}"
     "{{- " + _jinja_literal(TOOLS_FOOTER) + " }}"

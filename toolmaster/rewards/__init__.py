@@ -25,16 +25,6 @@ def format_penalty(episode) -> float:
     return -min(1.0, episode.stats.get("parse_errors", 0) / turns) if turns else 0.0
 
 
-def wrong_answer_penalty(episode) -> float:
-    """Minus the answer's shortfall (1 - grade) when the episode ended with an answer; 0 when it ran out of
-    turns. Why: correctness alone grades a wrong answer like running out of turns, and under ``token_mean``
-    the answer tokens are then pushed up by every success and down by almost no failure, so GRPO learns to
-    answer in any state (ungrounded wrong answers 5 -> 18 of 200 held-out episodes from SFT-300). Its only
-    escapes are answering right or not answering. Off by default: at 0.5 it helped one start and hurt
-    another (README, "GRPO that learns")."""
-    return -(1.0 - correctness(episode)) if episode.finish_reason == "answer" else 0.0
-
-
 def turn_cost(episode) -> float:
     return -float(episode.stats.get("turns", 0))
 
@@ -48,8 +38,8 @@ def verbosity_cost(episode) -> float:
     return -sum(len(m["content"]) for m in episode.messages if m["role"] == "assistant") / 1000.0
 
 
-REWARD_FUNCTIONS = {"verbosity_cost": verbosity_cost, "correctness": correctness, "format": format_penalty, "turn_cost": turn_cost,
-                    "trial_cost": trial_cost, "wrong_answer": wrong_answer_penalty}
+REWARD_FUNCTIONS = {"verbosity_cost": verbosity_cost, "correctness": correctness, "format": format_penalty,
+                    "turn_cost": turn_cost, "trial_cost": trial_cost}
 
 
 def score_episode(episode, weights=None) -> dict:

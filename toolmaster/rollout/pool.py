@@ -23,6 +23,7 @@ import ray
 from ray.exceptions import RayActorError
 
 from toolmaster.rollout.autoscale import AutoscalePolicy
+from toolmaster.rollout.settings import EpisodeSettings
 from toolmaster.rollout.worker import RolloutWorker
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ def _stop(worker) -> None:
 class RolloutPool:
     def __init__(self, cfg, model_dir: str):
         self.cfg, self.model_dir = cfg, model_dir
+        self.settings = EpisodeSettings.of(cfg)  # for callers that pass none
         self._actor_cls = ray.remote(num_cpus=cfg.rollout.num_cpus_per_worker, num_gpus=cfg.rollout.num_gpus_per_worker,
                                      resources=cfg.rollout.resources, max_restarts=0)(RolloutWorker)
         self._next_id = 0
@@ -99,17 +101,22 @@ class RolloutPool:
             self.replaced += 1
 
     def run(self, tasks: list, group_size: int, step: int, on_record: Callable[[dict], None] | None = None,
-            sampling_round: int = 0) -> list[dict]:
+            sampling_round: int = 0, settings: EpisodeSettings | None = None) -> list[dict]:
         """Exactly ``len(tasks) * group_size`` episode records, grouped by task in task order."""
         task_refs = [ray.put(task) for task in tasks]
         prefix = f"s{step}-" + (f"r{sampling_round}-" if sampling_round else "")
         specs = [(f"{prefix}t{i}-g{g}", task_refs[i]) for i in range(len(tasks)) for g in range(group_size)]
-        return self.run_specs(specs, on_record)
+        return self.run_specs(specs, on_record, settings=settings)
 
     def run_specs(self, specs: list, on_record: Callable[[dict], None] | None = None,
-                  generation: dict | None = None) -> list[dict]:
-        """Run (episode_id, task) pairs; records come back in ``specs`` order. ``generation`` overrides the
-        workers' sampling settings for these episodes (e.g. greedy evaluation between training steps)."""
+                  generation: dict | None = None, settings: EpisodeSettings | None = None) -> list[dict]:
+        """Run (episode_id, task) pairs; records come back in ``specs`` order. Episodes run with ``settings``
+        (the pool's own by default); ``generation`` replaces their sampling (e.g. greedy evaluation between
+        training steps)."""
+        settings = settings or self.settings
+        if generation is not None:
+            settings = settings.model_copy(update={"generation": EpisodeSettings.of(self.cfg, generation).generation})
+        settings_ref = ray.put(settings)
         queue = deque(specs)
         in_flight: dict[ray.ObjectRef, tuple[int, tuple]] = {}
         self._in_flight = in_flight
@@ -119,7 +126,7 @@ class RolloutPool:
         while queue or in_flight:
             self._queued = len(queue)
             self.tick()
-            self._dispatch(queue, in_flight, generation)
+            self._dispatch(queue, in_flight, settings_ref)
             waiting = list(in_flight) + list(self._starting.values())
             ready, _ = ray.wait(waiting, num_returns=1)
             for ref in ready:
@@ -203,7 +210,7 @@ class RolloutPool:
                 raise RuntimeError(f"rollout workers keep dying while starting; the last error: {err}") from None
             self._replace(wid, type(err).__name__)
 
-    def _dispatch(self, queue: deque, in_flight: dict, generation: dict | None) -> None:
+    def _dispatch(self, queue: deque, in_flight: dict, settings_ref: ray.ObjectRef) -> None:
         load = Counter(wid for wid, _ in in_flight.values())
         live = [wid for wid in self.workers if wid not in self._starting and wid not in self.draining]
         cap = self.cfg.rollout.max_episodes_per_worker
@@ -213,7 +220,7 @@ class RolloutPool:
             if load[wid] >= cap:
                 return
             spec = queue.popleft()
-            in_flight[self.workers[wid].run_episode.remote(*spec, generation)] = (wid, spec)
+            in_flight[self.workers[wid].run_episode.remote(*spec, settings_ref)] = (wid, spec)
             self.assignment[spec[0]] = wid
             load[wid] += 1
 
@@ -234,6 +241,19 @@ class RolloutPool:
             else:
                 seconds.append(took)
         return max(seconds)
+
+    def reset(self, model_dir: str, cfg=None, version: int = 0) -> None:
+        """Serve ``model_dir`` as ``version`` on every worker and start the counters again: a shared fleet
+        between runs. ``cfg`` (same engines) replaces the dispatch settings and the default episode settings."""
+        from toolmaster.weights.object_store import checkpoint_handle
+
+        if cfg is not None:
+            self.cfg, self.settings = cfg, EpisodeSettings.of(cfg)
+        handle = checkpoint_handle(model_dir, version)
+        ray.get([w.reset.remote(handle) for w in self.workers.values()])
+        self.model_dir, self.latest_handle = model_dir, (handle if version else None)
+        self.replaced = self.episode_retries = 0
+        self.events, self._episode_seconds = [], deque(maxlen=32)
 
     def prompt_logprobs(self, token_ids: list[int]) -> list[list[float]]:
         return ray.get([w.prompt_logprobs.remote(token_ids) for w in self.workers.values()])

@@ -63,6 +63,7 @@ class VLLMEngine:
         self.trajectories: dict[str, Trajectory] = {}
         self._request_ids = itertools.count()
         self.episode_params: dict = {}
+        self.episode_seeds: dict[str, int] = {}
         self.set_generation(generation)
 
     @property
@@ -78,14 +79,16 @@ class VLLMEngine:
     def sampling_params(self, generation, stop: list[str] | None = None):
         from vllm import SamplingParams
 
-        return SamplingParams(max_tokens=generation.max_new_tokens, temperature=generation.temperature,
-                              top_p=generation.top_p, min_p=generation.min_p, logprobs=0,
+        return SamplingParams(max_tokens=generation.max_new_tokens, temperature=generation.temperature, logprobs=0,
                               skip_special_tokens=False, stop_token_ids=[self.im_end], stop=stop or None)
 
-    def set_episode_generation(self, episode_id: str, generation, stop: list[str] | None = None) -> None:
-        """Sampling settings for one episode only (greedy held-out evaluation on a training fleet, or what an
-        agent asks for on the endpoint)."""
+    def set_episode_generation(self, episode_id: str, generation, stop: list[str] | None = None,
+                               seed: int | None = None) -> None:
+        """Sampling settings for one episode only (each episode's own settings, or what an agent asks for on
+        the endpoint); ``seed`` replaces the engine's run seed in that episode's turn seeds."""
         self.episode_params[episode_id] = self.sampling_params(generation, stop)
+        if seed is not None:
+            self.episode_seeds[episode_id] = seed
 
     def _tokenize(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -124,7 +127,8 @@ class VLLMEngine:
         # a seed per (run, episode, turn): a redone or resumed episode samples the same turns, and the G
         # episodes of a group (different ids) still differ
         params = params.clone()
-        params.seed = episode_seed(self.seed, request.episode_id, traj.turns)
+        params.seed = episode_seed(self.episode_seeds.get(request.episode_id, self.seed), request.episode_id,
+                                   traj.turns)
         traj.turns += 1
         start = time.perf_counter()
         sample = (await self._final(list(traj.token_ids), params)).outputs[0]
@@ -142,6 +146,7 @@ class VLLMEngine:
 
     def pop_trajectory(self, episode_id: str) -> Trajectory | None:
         self.episode_params.pop(episode_id, None)
+        self.episode_seeds.pop(episode_id, None)
         return self.trajectories.pop(episode_id, None)
 
     async def load_weights(self, weights_dir: str, version: int) -> None:

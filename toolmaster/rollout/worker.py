@@ -6,6 +6,8 @@ import os
 import tempfile
 import time
 
+from toolmaster.rollout.settings import EpisodeSettings
+
 
 def untied_export(model_dir: str, out_dir: str) -> str:
     """vLLM's CPU reload path does not refresh a *tied* lm_head, so engines always serve an untied copy
@@ -62,13 +64,12 @@ class RolloutWorker:
     of episodes share the engine at once."""
 
     def __init__(self, worker_id: int, model_dir: str, cfg_dict: dict, env_actors: list | None = None):
+        import ray
+
         from toolmaster.config import Config
-        from toolmaster.envs import make_env
         from toolmaster.rollout.vllm_engine import VLLMEngine
         from toolmaster.tools.base import ToolRunner
         from toolmaster.weights import make_transport
-
-        import ray
 
         self.worker_id = worker_id
         self.node = ray.get_runtime_context().get_node_id()
@@ -81,18 +82,13 @@ class RolloutWorker:
                                  weight_transfer=transport if transport != "object_store" else None)
         from toolmaster.rollout import reaper
         self._reaper = reaper.watch(os.getpid())  # the engine's processes die with this worker, however it dies
-        self.env = make_env(self.cfg.env)
-        if env_actors:
-            from toolmaster.envs.actor import RemoteToolRunner
-            self.runner = RemoteToolRunner(env_actors, self.cfg.env.model_dump())
-        else:
-            self.runner = ToolRunner.from_config(self.cfg.sandbox)
+        self.env_actors = env_actors or []
+        # tools run in this worker's sandbox pool, or on ToolEnv actors (one runner per environment there,
+        # since the actors score with the environment's config)
+        self.local_runner = None if self.env_actors else ToolRunner.from_config(self.cfg.sandbox)
+        self._envs: dict[str, tuple] = {}  # settings.env_key -> (environment, tool runner)
         self.transport = make_transport(self.cfg.rollout.weight_transport)
-        self.endpoint = None
-        from toolmaster.envs.agent import EndpointEnv
-        if isinstance(self.env, EndpointEnv):  # outside agent code (envs/agent.py) talks to this endpoint
-            from toolmaster.rollout.endpoint import AgentEndpoint
-            self.endpoint = AgentEndpoint(self.engine, self.env.endpoint_model)
+        self.endpoint = None  # started for the first episode of an endpoint environment (envs/agent.py)
         self.weights_dir = os.path.join(self.scratch, "weights")
         self.in_flight = self.peak_in_flight = self.completed = 0
         self._update_lock = asyncio.Lock()  # binds to the actor's event loop on first use
@@ -130,35 +126,55 @@ class RolloutWorker:
     async def weight_transfer_rpc(self, method: str, payload=None) -> None:
         await self.engine.weight_transfer(method, payload)
 
-    async def run_episode(self, episode_id: str, task, generation: dict | None = None) -> dict:
-        """One episode: its record with the trajectory, the policy version that sampled it and timings.
-        ``generation`` (GenerationConfig fields) replaces the worker's sampling settings for this episode."""
-        from toolmaster.agent.loop import run_episode
-        from toolmaster.config import GenerationConfig
+    def _env(self, settings: EpisodeSettings) -> tuple:
+        """The environment (and its tool runner) an episode's settings name; built once per worker."""
+        found = self._envs.get(settings.env_key)
+        if found is None:
+            from toolmaster.envs import make_env
+            from toolmaster.envs.actor import RemoteToolRunner
 
-        if generation is not None:
-            self.engine.set_episode_generation(episode_id, GenerationConfig(**generation))
+            env = make_env(settings.env)
+            runner = (RemoteToolRunner(self.env_actors, settings.env.model_dump()) if self.env_actors
+                      else self.local_runner)
+            found = self._envs[settings.env_key] = (env, runner)
+        return found
+
+    def _endpoint(self, env):
+        if self.endpoint is None:
+            from toolmaster.rollout.endpoint import AgentEndpoint
+            self.endpoint = AgentEndpoint(self.engine, env.endpoint_model)
+        return self.endpoint
+
+    async def run_episode(self, episode_id: str, task, settings: EpisodeSettings) -> dict:
+        """One episode: its record with the trajectory, the policy version that sampled it and timings."""
+        from toolmaster.agent.loop import run_episode
+        from toolmaster.envs.agent import EndpointEnv
+
+        env, runner = self._env(settings)
+        self.engine.set_episode_generation(episode_id, settings.generation, seed=settings.seed)
         start = time.perf_counter()
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         segments = None
         try:
-            if self.endpoint is not None:  # a custom agent: it talks to this worker's endpoint
+            if isinstance(env, EndpointEnv):  # a custom agent: it talks to this worker's endpoint
                 from toolmaster.agent.custom import run_custom_episode
-                ep, segments = await run_custom_episode(self.endpoint, self.env, task, episode_id,
-                                                        GenerationConfig(**generation) if generation else None)
+                ep, segments = await run_custom_episode(self._endpoint(env), env, task, episode_id,
+                                                        settings.generation)
             else:
-                ep = await run_episode(self.engine, task, self.env, self.runner, episode_id=episode_id,
-                                       max_turns=self.cfg.env.max_turns, trial=self.cfg.synth.trial,
-                                       reward_weights=self.cfg.rewards)
+                ep = await run_episode(self.engine, task, env, runner, episode_id=episode_id,
+                                       max_turns=settings.env.max_turns, trial=settings.trial,
+                                       reward_weights=settings.rewards)
         finally:
             self.in_flight -= 1
-        traj = self.engine.pop_trajectory(episode_id) if segments is None else _joined(segments)
+        traj = self.engine.pop_trajectory(episode_id)  # also drops the episode's sampling settings
+        if segments is not None:
+            traj = _joined(segments)
         if ep.error is not None and self.engine.dead:  # not the episode's fault: the pool replaces this worker
             return {"episode_id": episode_id, "worker_unhealthy": True, "worker": self.worker_id,
                     "error": {"kind": "engine_dead", "message": ep.error["message"]}}
         if ep.error is not None:
-            ep.rewards = {"total": self.cfg.rollout.failed_episode_reward}
+            ep.rewards = {"total": settings.failed_episode_reward}
         self.completed += 1
         seconds = time.perf_counter() - start
         generate = traj.generate_seconds if traj else 0.0
@@ -170,6 +186,15 @@ class RolloutWorker:
                 "node": self.node,
                 "timings": {"episode": seconds, "generate": generate, **ep.timings}}
 
+    async def reset(self, handle: dict) -> None:
+        """Serve ``handle``'s weights as its version whatever is served now (a shared fleet starting the
+        next run from its base model); counters start again."""
+        from toolmaster.weights.object_store import ObjectStoreTransport
+
+        async with self._update_lock:  # a checkpoint, through the object store whatever the run's transport
+            await ObjectStoreTransport().apply(handle, self.engine, self.weights_dir)
+        self.peak_in_flight = self.completed = 0
+
     async def prompt_logprobs(self, token_ids: list[int]) -> list[float]:
         return await self.engine.prompt_logprobs(token_ids)
 
@@ -178,7 +203,8 @@ class RolloutWorker:
 
     def shutdown(self) -> None:
         import shutil
-        self.runner.close()
+        if self.local_runner is not None:
+            self.local_runner.close()
         self.engine.shutdown()
         self._reaper.terminate()
         shutil.rmtree(self.scratch, ignore_errors=True)

@@ -29,26 +29,32 @@ def _read_value(observation: str | None, relation: str) -> str | None:
         return None
 
 
-def teacher_script(task, rng: random.Random, trial: bool, mistake_rate: float, probe_distractors: bool,
-                   trial_order: str = "upfront"):
+def teacher_script(task, rng: random.Random, trial: bool, mistake_rate: float, probe_distractors: bool):
     """A generator of assistant turns; each ``send`` gives it the observations of its previous turn.
 
-    With trials, each tool of the plan is tried — called bare (its error names the parameters) and then
-    with the plain value (its error, if any, shows the hidden rule) — and the lesson goes into an
-    experience note before the tool is used for real: all tools first and one note (``trial_order``
-    "upfront", see ``_upfront_script``), or trial, note and use per tool ("per_tool"). ``probe_distractors`` also tries the tools the
-    plan does not need. Without trials the agent calls each tool from its schema and corrects itself from
-    the error. ``mistake_rate`` is the chance of a slip (the plain value again) after a note.
+    With trials, the trial phase comes first (``_upfront_script``): each tool of the plan is tried — called
+    bare (its error names the parameters) and then with the plain value (its error, if any, shows the hidden
+    rule) — then one experience note holds every lesson and the chain is executed. ``probe_distractors``
+    also tries the tools the plan does not need. Without trials the agent calls each tool from its schema
+    and corrects itself from the error. ``mistake_rate`` is the chance of a slip (the plain value again)
+    after a note.
     """
+    if trial and probe_distractors:
+        for tool in (t.name for t in task.tools if t.name not in task.metadata["plan"]):
+            yield call_text(tool, {})
+    if trial:
+        yield from _upfront_script(task, rng, mistake_rate)
+    else:
+        yield from _per_tool_script(task, rng, trial=False, mistake_rate=mistake_rate)
+
+
+def _per_tool_script(task, rng: random.Random, trial: bool, mistake_rate: float):
+    """Each tool in turn: with ``trial`` tried (bare, then the plain value), noted and used; without, called
+    from its schema and corrected from the error. With trials this is the former synthesis order, kept only
+    for the tiny model's tokenizer corpus (``_PerToolTeacher``): SFT data trials up front."""
     meta = task.metadata
     entity = meta["chain"][0]
     note = ""  # an experience note waiting to open the next turn
-    if trial and probe_distractors:
-        for tool in (t.name for t in task.tools if t.name not in meta["plan"]):
-            yield call_text(tool, {})
-    if trial and trial_order == "upfront":
-        yield from _upfront_script(task, rng, mistake_rate)
-        return
     for tool in meta["plan"]:
         quirk = Quirk(**meta["quirks"][tool])
         if trial:
@@ -74,7 +80,7 @@ def _upfront_script(task, rng: random.Random, mistake_rate: float):
     note with every lesson, then the chain executed. Why this is the default: a tiny model's choice of the
     next tool fades with its distance from the question; here each choice sits right after the previous
     tool's two trial calls, or right under the note that names it, not after a whole hop of trial, use and
-    result (README, "Trial phase first")."""
+    result (docs/grpo.md, "Trial phase first")."""
     meta = task.metadata
     start = meta["chain"][0]
     quirks = {tool: Quirk(**meta["quirks"][tool]) for tool in meta["plan"]}
@@ -98,11 +104,12 @@ def _upfront_script(task, rng: random.Random, mistake_rate: float):
 class ScriptedTeacher:
     """Policy over toolworld tasks; one script per episode id."""
 
-    def __init__(self, seed: int = 0, trial: bool = True, mistake_rate: float = 0.3, probe_distractors: bool = False,
-                 trial_order: str = "upfront"):
+    def __init__(self, seed: int = 0, trial: bool = True, mistake_rate: float = 0.3, probe_distractors: bool = False):
         self.seed, self.trial, self.mistake_rate, self.probe_distractors = seed, trial, mistake_rate, probe_distractors
-        self.trial_order = trial_order
         self._scripts: dict = {}
+
+    def _script(self, task, rng: random.Random):
+        return teacher_script(task, rng, self.trial, self.mistake_rate, self.probe_distractors)
 
     def generate(self, requests) -> list[str]:
         out = []
@@ -110,8 +117,7 @@ class ScriptedTeacher:
             script = self._scripts.get(req.episode_id)
             if script is None:
                 rng = random.Random(f"teacher:{self.seed}:{req.episode_id}")
-                script = self._scripts[req.episode_id] = teacher_script(
-                    req.task, rng, self.trial, self.mistake_rate, self.probe_distractors, self.trial_order)
+                script = self._scripts[req.episode_id] = self._script(req.task, rng)
                 text = next(script)
             else:
                 tail = []
@@ -125,3 +131,13 @@ class ScriptedTeacher:
                     text = "<answer></answer>"
             out.append(text)
         return out
+
+
+class _PerToolTeacher(ScriptedTeacher):
+    """The tiny model's corpus teacher (models.tiny.protocol_corpus): trial, note and use each tool in turn.
+
+    Not a synthesis option: the base model's tokenizer and copy pre-training are built from this text, and
+    any change to it re-rolls the whole build, so it keeps the order it was built with."""
+
+    def _script(self, task, rng: random.Random):
+        return _per_tool_script(task, rng, self.trial, self.mistake_rate)

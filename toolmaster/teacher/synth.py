@@ -42,8 +42,7 @@ def make_teacher(cfg):
     if cfg.env.name != "toolworld":
         raise ValueError(f"the scripted teacher knows toolworld's rules only, not {cfg.env.name!r}; "
                          "use --teacher openai --base-url URL --model NAME")
-    return ScriptedTeacher(cfg.synth.seed, cfg.synth.trial, cfg.synth.mistake_rate, cfg.synth.probe_distractors,
-                           cfg.synth.trial_order)
+    return ScriptedTeacher(cfg.synth.seed, cfg.synth.trial, cfg.synth.mistake_rate, cfg.synth.probe_distractors)
 
 
 def _run_teacher(cfg, env, tasks, teacher, tokenizer, progress):

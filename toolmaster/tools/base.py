@@ -1,62 +1,20 @@
-"""A tool is an OpenAI function schema plus an executor; ToolRunner runs calls with the right backend
-and scores finished episodes (an environment's scoring may itself call out, e.g. to an LLM judge).
+"""ToolRunner runs tool calls with the right backend (the sandbox, a tool server, a live REST API) and
+scores finished episodes (an environment's scoring may itself call out, e.g. to an LLM judge).
 
-Tools and executors are plain frozen data, so tasks can travel to Ray actors; the runner owns the
-process-local resources (the sandbox pool).
+Tools and executors are plain frozen data (toolmaster.tools.spec), so tasks can travel to Ray actors; the
+runner owns the process-local resources (the sandbox pool).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from toolmaster.rewards import score_episode
+from toolmaster.tools.rest import call_rest
+from toolmaster.tools.sandbox import SandboxPool
+from toolmaster.tools.spec import FinishExecutor, PythonExecutor, RestExecutor, Tool, ToolResult, VirtualApiExecutor
+from toolmaster.toolserver.client import call_virtual
 
-
-@dataclass(frozen=True)
-class ToolResult:
-    ok: bool
-    content: str
-
-
-@dataclass(frozen=True)
-class PythonExecutor:
-    """Runs ``function`` defined by ``source`` in the sandbox."""
-    source: str
-    function: str
-
-
-@dataclass(frozen=True)
-class VirtualApiExecutor:
-    """Sends the call to a StableToolBench-compatible tool server (``toolmaster serve-tools``)."""
-    url: str
-    category: str
-    tool_name: str
-    api_name: str
-    key: str = ""
-    timeout_s: float = 30.0
-
-
-@dataclass(frozen=True)
-class RestExecutor:
-    """Calls a live REST API: ``method base_url+path`` with path and query parameters, the key from an
-    environment variable (read where the call runs, so keys never travel inside tasks)."""
-    base_url: str
-    method: str
-    path: str
-    api_key_env: str
-    timeout_s: float = 30.0
-
-
-@dataclass(frozen=True)
-class FinishExecutor:
-    """StableToolBench's ``Finish`` function: calling it ends the episode (the agent loop handles it)."""
-
-
-@dataclass(frozen=True)
-class Tool:
-    schema: dict  # {"name", "description", "parameters"} — OpenAI function schema
-    executor: PythonExecutor | VirtualApiExecutor | RestExecutor | FinishExecutor
-
-    @property
-    def name(self) -> str:
-        return self.schema["name"]
+# the data types are re-exported: callers import them from here as well as from toolmaster.tools.spec
+__all__ = ["FinishExecutor", "PythonExecutor", "RestExecutor", "Tool", "ToolResult", "ToolRunner",
+           "VirtualApiExecutor"]
 
 
 class ToolRunner:
@@ -65,7 +23,6 @@ class ToolRunner:
 
     @classmethod
     def from_config(cls, sandbox_cfg) -> "ToolRunner":
-        from toolmaster.tools.sandbox import SandboxPool
         return cls(SandboxPool.from_config(sandbox_cfg))
 
     def run(self, tool: Tool, arguments: dict) -> ToolResult:
@@ -73,11 +30,9 @@ class ToolRunner:
         if isinstance(ex, PythonExecutor):
             return self.sandbox.call(ex.source, ex.function, arguments)
         if isinstance(ex, VirtualApiExecutor):
-            from toolmaster.toolserver.client import call_virtual
             return call_virtual(ex.url, ex.category, ex.tool_name, ex.api_name, arguments, key=ex.key,
                                 timeout=ex.timeout_s)
         if isinstance(ex, RestExecutor):
-            from toolmaster.tools.rest import call_rest
             return call_rest(ex, arguments)
         raise TypeError(f"tool {tool.name!r} has an executor of kind {type(ex).__name__}, which is not run as a call")
 
@@ -85,8 +40,6 @@ class ToolRunner:
         """The environment's grade (its own rule, maybe an LLM judge; None: not gradable without a judge),
         its further judgments (e.g. a judge's success score beside TMDB's path metric), then the weighted
         reward components."""
-        from toolmaster.rewards import score_episode
-
         episode.grade = env.grade(task, episode)
         episode.correct = episode.grade is not None and episode.grade >= 1.0
         return episode.grade, env.judgments(task, episode), score_episode(episode, reward_weights)

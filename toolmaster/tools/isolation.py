@@ -195,8 +195,8 @@ def _filter(own_pid: int) -> bytes:
         if isinstance(item, str):
             continue
         code, k, jt, jf = item
-        rel = lambda label: 0 if label is None else labels[label] - pc - 1  # noqa: E731
-        out.append(struct.pack("HBBI", code, rel(jt), rel(jf), k))
+        jump_true, jump_false = (0 if label is None else labels[label] - pc - 1 for label in (jt, jf))
+        out.append(struct.pack("HBBI", code, jump_true, jump_false, k))
         pc += 1
     return b"".join(out)
 

@@ -6,7 +6,7 @@ import re
 
 import httpx
 
-from toolmaster.tools.base import RestExecutor, ToolResult
+from toolmaster.tools.spec import RestExecutor, ToolResult
 
 _PATH_PARAM = re.compile(r"\{([^}]+)\}")
 

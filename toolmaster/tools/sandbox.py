@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from toolmaster.tools.base import ToolResult
+from toolmaster.tools.spec import ToolResult
 
 _GRACE_S = 3.0  # the template kills a tool past its deadline; this kill is for a template that stopped answering
 OS_LAYERS = ("user_namespace", "mount_namespace", "pid_namespace", "network_namespace", "seccomp",
@@ -39,7 +39,8 @@ class _Worker:
             # -I ignores PYTHONPATH and the working directory: the package root is put first explicitly, so the
             # child runs this checkout's code even where an installed copy lives elsewhere
             [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {_package_root()!r}); "
-             "from toolmaster.tools.sandbox_child import run; run()", json.dumps({**settings, "scratch": self.scratch})],
+             "from toolmaster.tools.sandbox_child import run; run()",
+             json.dumps({**settings, "scratch": self.scratch})],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
             cwd=_package_root(), start_new_session=True, text=True, bufsize=1)
         self._buffer = ""

@@ -347,7 +347,8 @@ def _become_pid_namespace_init() -> None:
     that exits with the template's status (the pool kills both as one process group)."""
     pid = os.fork()
     if pid == 0:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)  # init of a PID namespace: unhandled signals from inside are dropped
+        # init of a PID namespace: unhandled signals from inside are dropped
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         return
     for fd in range(0, 16):
         try:
@@ -384,7 +385,7 @@ def main() -> None:
         os.dup2(devnull, fd)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_NOFILE, (_MAX_FDS, min(_MAX_FDS, resource.getrlimit(resource.RLIMIT_NOFILE)[1])))
-    import calendar, collections, csv, datetime, decimal, functools, itertools, math, random, re, string, unicodedata  # noqa: F401,E401,E501  warm what tools import
+    import calendar, collections, csv, datetime, decimal, functools, itertools, math, random, re, string, unicodedata  # noqa: F401,E401,E501,I001  warm what tools import
     from toolmaster.tools import isolation  # noqa: F401  (children use it after the filesystem is gone)
 
     settings.setdefault("readable", isolation.python_read_paths())
@@ -394,7 +395,8 @@ def main() -> None:
     os.environ.update(HOME=settings["scratch"], TMPDIR=settings["scratch"])
     import gc
     gc.freeze()  # fewer copy-on-write page faults in each forked child
-    _write_all_fd(replies.fileno(), json.dumps({"ready": True, "layers": layers, "scratch": settings["scratch"]}).encode() + b"\n")
+    ready = {"ready": True, "layers": layers, "scratch": settings["scratch"]}
+    _write_all_fd(replies.fileno(), json.dumps(ready).encode() + b"\n")
     compiled: dict = {}
     spare = None
     max_bytes = settings["output_chars"] * 8 + 4096

@@ -92,7 +92,8 @@ def create_app(cfg, docs: DocRegistry | None = None) -> FastAPI:
             if response is not None:
                 counts[f"{backend.name}_hit"] += 1
                 log.info("%s/%s/%s: %s hit", *call.parts, backend.name)
-                if isinstance(backend, SimulatorBackend) and cache is not None and cfg.write_back and not response["error"]:
+                simulated = isinstance(backend, SimulatorBackend)
+                if simulated and cache is not None and cfg.write_back and not response["error"]:
                     cache.store(call, response)
                 return response
             counts[f"{backend.name}_miss"] += 1

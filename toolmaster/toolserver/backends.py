@@ -123,7 +123,8 @@ class SimulatorBackend(Backend):
                 f"Examples: {json.dumps(examples, ensure_ascii=False)[:2048]}\n"
                 f"Input: {json.dumps(call.arguments, ensure_ascii=False)}")
         try:
-            text = self.client.chat([{"role": "system", "content": SIMULATOR_PROMPT}, {"role": "user", "content": user}])
+            text = self.client.chat([{"role": "system", "content": SIMULATOR_PROMPT},
+                                     {"role": "user", "content": user}])
         except EndpointError as err:
             log.warning("simulator unavailable: %s", err)
             return None

@@ -6,7 +6,7 @@ import threading
 
 import httpx
 
-from toolmaster.tools.base import ToolResult
+from toolmaster.tools.spec import ToolResult
 
 _clients: dict[tuple[str, float], httpx.Client] = {}
 _lock = threading.Lock()

@@ -11,7 +11,6 @@ correctness does not vary gets advantages no larger than the shaping weights.
 """
 from __future__ import annotations
 
-from toolmaster.learner.losses import group_advantages
 from toolmaster.rewards import OUTCOME
 
 
@@ -32,6 +31,10 @@ def episode_advantages(records: list[dict], group_size: int, weights: dict, std_
                        include_failed: bool = False) -> list[float]:
     """Per episode: the group-normalized outcome plus the group-centred (unscaled) shaping terms. Failed
     episodes get 0 and take no part in their group's statistics unless ``include_failed``."""
+    # torch, deferred: the group statistics are the learner's float64 tensor arithmetic, whose summation
+    # order a pure-Python mean/std does not reproduce to the last bit (the recorded runs' advantages)
+    from toolmaster.learner.losses import group_advantages
+
     out = [0.0] * len(records)
     for lo in range(0, len(records), group_size):
         idx = _live(records, lo, group_size, include_failed)
@@ -51,34 +54,12 @@ def informative(records: list[dict], weights: dict, include_failed: bool = False
     return bool(outcomes) and max(outcomes) > min(outcomes)
 
 
-def balance_token_mass(advantages: list[float], lengths: list[int], group_size: int) -> list[float]:
-    """Within each group, scale the side (positive or negative advantages) that carries more token mass
-    (Σ advantage × sampled tokens) down to the other's, so a group's net push on the tokens it sampled is
-    zero. Why: failed episodes run longer, and in a strong group one rare failure gets −√(G−1) under std
-    normalization; under ``token_mean`` its tokens then outweigh all the successes' (measured from SFT-250,
-    4 × 16: negative mass 1.2–2.3 × the positive in every step). Off by default: on held-out tasks it did
-    not beat the spread between seeds (README, "GRPO that learns")."""
-    out = list(advantages)
-    for lo in range(0, len(out), group_size):
-        idx = range(lo, min(lo + group_size, len(out)))
-        pos = sum(out[i] * lengths[i] for i in idx if out[i] > 0)
-        neg = -sum(out[i] * lengths[i] for i in idx if out[i] < 0)
-        if pos <= 0 or neg <= 0:
-            continue
-        for i in idx:
-            if out[i] < 0 and neg > pos:
-                out[i] *= pos / neg
-            elif out[i] > 0 and pos > neg:
-                out[i] *= neg / pos
-    return out
-
-
 def mask_after_first_error(record: dict) -> list[int]:
     """The loss mask of an unsuccessful episode ended at its first failed execution call: the turns after it keep no
     gradient. Why: an agent whose call failed retries, and its retries repeat the right moves (the rule it
     noted, the tool it needs) with the wrong detail. With the whole failure trained on, a rule applied once in
     a success and five times in a failure gets a net push *down*, and the policy unlearns what it got right
-    (measured: 1-hop/prefix tasks 0.23 -> 0.12 under GRPO, README "GRPO that learns"). Up to its first
+    (measured: 1-hop/prefix tasks 0.23 -> 0.12 under GRPO, docs/grpo.md "Failure credit"). Up to its first
     failed call an unsuccessful episode differs from the successes only where it went wrong. A final wrong
     answer keeps its gradient too: it decides the outcome, and without it answering is only ever pushed up
     (measured: wrong answers 1 -> 10 of 200). Successes, episodes that never failed an execution call and

@@ -15,6 +15,8 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+from toolmaster.config_base import ConfigError
+
 
 class Checkpoints:
     def __init__(self, run, keep: int):
@@ -79,8 +81,6 @@ def check_optimizer_source(checkpoint: str, num_ranks: int, zero_stage: int) -> 
     """``grpo.optimizer_state=checkpoint``: ``checkpoint`` must hold Adam moments partitioned the way this
     run's learner will be (DeepSpeed loads a ZeRO partition per rank and cannot re-shard it), checked before
     any actor starts."""
-    from toolmaster.config import ConfigError
-
     if not has_engine_state(checkpoint):
         raise ConfigError(f"grpo.optimizer_state=checkpoint: --model {checkpoint!r} holds no optimizer state "
                           "(pass an SFT or GRPO run's checkpoints/latest, not an exported model directory)")

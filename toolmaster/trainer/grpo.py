@@ -1,4 +1,4 @@
-"""The GRPO driver (DESIGN.md, "One GRPO step").
+"""The GRPO driver (docs/architecture.md, "One GRPO step").
 
 Reads top to bottom: take B tasks → G episodes each from the rollout pool → (with ``grpo.filter_groups``)
 drop groups whose outcome does not vary and sample new tasks until B informative groups are collected →
@@ -22,16 +22,22 @@ from pathlib import Path
 
 from toolmaster import console
 from toolmaster.config import ConfigError, check_runtime
-from toolmaster.plan import check_learner_plan, check_model_dir
 from toolmaster.envs import make_env
-from toolmaster.learner.group import LearnerGroup
+from toolmaster.plan import check_learner_plan, check_model_dir
 from toolmaster.ray_utils import init_ray
-from toolmaster.rollout.pool import RolloutPool
+from toolmaster.rollout.settings import EpisodeSettings
 from toolmaster.tools.sandbox import check_isolation
-from toolmaster.trainer.advantages import (balance_token_mass, episode_advantages, episode_credit, failed,
-                                           informative, loss_weights, mask_after_first_error)
-from toolmaster.trainer.curriculum import Curriculum
+from toolmaster.trainer.advantages import (
+    episode_advantages,
+    episode_credit,
+    failed,
+    informative,
+    loss_weights,
+    mask_after_first_error,
+)
 from toolmaster.trainer.checkpoints import Checkpoints, check_optimizer_source, has_engine_state
+from toolmaster.trainer.curriculum import Curriculum
+from toolmaster.trainer.fleet import Fleet, build_fleet
 from toolmaster.trainer.run_dir import RunDir
 
 
@@ -40,27 +46,15 @@ def _mean(xs) -> float:
     return sum(xs) / len(xs) if xs else 0.0
 
 
-def _sampled_tokens(record: dict) -> int:
-    return sum(sum(seg["loss_mask"]) for seg in record.get("segments") or [record])
-
-
 def build_batch(records: list[dict], g, reward_weights: dict) -> tuple[dict, dict]:
     """The sequences to train on, with per-sequence advantages; ``records`` come grouped by task."""
     group_size = g.group_size
     with_failed = g.train_on_failed_episodes
     advantages = episode_advantages(records, group_size, reward_weights, g.std_normalize, with_failed)
-    if g.balance_token_mass:
-        advantages = balance_token_mass(advantages, [_sampled_tokens(r) for r in records], group_size)
-    advantages = [a if a > 0 else g.negative_advantage_weight * a for a in advantages]
     if g.failure_credit == "until_first_error":
         records = [{**r, "loss_mask": mask_after_first_error(r)} for r in records]
-    keep = []
-    for lo in range(0, len(records), group_size):
-        if g.drop_zero_variance and not informative(records[lo: lo + group_size], reward_weights, with_failed):
-            continue
-        keep.extend(range(lo, lo + group_size))
-    trainable = [i for i in keep if any(records[i]["loss_mask"])  # an episode cut before any sampled token
-                 and (with_failed or not failed(records[i]))]
+    trainable = [i for i, r in enumerate(records) if any(r["loss_mask"])  # an episode cut before any sampled token
+                 and (with_failed or not failed(r))]
     kept = [records[i] for i in trainable]
     # a custom agent whose client broke its history's prefix has several segments: each is a sequence
     sequences = [(seq, i) for i in trainable for seq in records[i].get("segments") or [records[i]]]
@@ -69,14 +63,14 @@ def build_batch(records: list[dict], g, reward_weights: dict) -> tuple[dict, dic
              "episode_ids": [records[i]["episode_id"] for _, i in sequences]}
     # token-weighted advantage mass by sign: under token_mean it is what pushes sampled tokens up or down
     mass = [a * sum(m) for a, m in zip(batch["advantages"], batch["loss_mask"])]
-    info = {"trained_sequences": len(kept), "dropped_groups": (len(records) - len(keep)) // group_size,
+    info = {"trained_sequences": len(kept),
             "advantage_abs_mean": _mean(abs(a) for a in batch["advantages"]),
             "advantage_token_mass_pos": sum(x for x in mass if x > 0),
             "advantage_token_mass_neg": sum(x for x in mass if x < 0),
-            # per kept group: its share of correct episodes (a rare failure in a strong group gets the
+            # per group: its share of correct episodes (a rare failure in a strong group gets the
             # largest negative advantage under std normalization: −√(G−1) at one failure in G)
-            "group_success": [_mean(records[i]["correct"] for i in keep[lo: lo + group_size])
-                              for lo in range(0, len(keep), group_size)]}
+            "group_success": [_mean(r["correct"] for r in records[lo: lo + group_size])
+                              for lo in range(0, len(records), group_size)]}
     return batch, info
 
 
@@ -111,53 +105,30 @@ def warmup_lr(peak: float, warmup: int, update: int) -> float:
 
 
 class GRPOTrainer:
-    """Holds the actors of one run; ``step()`` is one synchronous GRPO step."""
+    """One GRPO run over its collaborators: the environment, the rollout pool, the learner group and the run
+    directory (``start_grpo`` makes them). ``step()`` is one GRPO step. ``state``: a resumed run's trainer
+    state (step, version, updates, best, curriculum)."""
 
-    def __init__(self, cfg, model_dir: str, resume: bool = False):
-        check_runtime(cfg)
-        start_from = (RunDir.checkpoint_of(cfg.run_dir) if resume else None) or model_dir
-        check_model_dir(start_from, "--model")
-        check_learner_plan(cfg, start_from)
-        # a resumed run has its own moments; only a run that starts from --model takes that checkpoint's
-        carry_optimizer = cfg.grpo.optimizer_state == "checkpoint" and start_from == model_dir
-        if carry_optimizer:
-            check_optimizer_source(model_dir, cfg.learner.num_ranks, cfg.learner.zero_stage)
-        sandbox_layers = check_isolation(cfg.sandbox)
-        self.env = make_env(cfg.env)  # its splits are checked before any actor starts
-        self._train_size = self.env.size("train")
-        if self._train_size == 0:
-            raise ConfigError(f"env.name = {cfg.env.name!r} has no training tasks (toolhop: set "
-                              "env.toolhop.test_fraction below 1)")
-        if cfg.grpo.eval_every:
-            self.env.require_split(cfg.grpo.eval_split, "grpo.eval_split")
-        init_ray()
-        self.cfg, self.run = cfg, RunDir(cfg, "grpo")
-        self.run.save_meta("sandbox_layers", sandbox_layers)
-        self.checkpoints = Checkpoints(self.run, cfg.grpo.keep_checkpoints)
-        self.step_index, self.version, self.updates = 0, 0, 0
-        state = self.run.load_state() if resume else None
+    def __init__(self, cfg, env, pool, learners, run: RunDir, model_dir: str, state: dict | None = None):
+        self.cfg, self.env, self.pool, self.learners, self.run = cfg, env, pool, learners, run
+        self._train_size = env.size("train")
+        self.settings = EpisodeSettings.of(cfg)
+        self.eval_settings = EpisodeSettings.of(cfg, cfg.eval.generation)
+        self.checkpoints = Checkpoints(run, cfg.grpo.keep_checkpoints)
+        state = state or {}
+        self.step_index, self.version = state.get("step", 0), state.get("version", 0)
+        self.updates = state.get("updates", self.step_index)
         # grpo.keep_best: the best evaluation so far ({version, step, score, checkpoint}); the start model
         # counts as a candidate, so a run that only makes the model worse names the start model
-        self.best: dict | None = None
-        if state:
-            self.step_index, self.version, model_dir = state["step"], state["version"], state["checkpoint"]
-            self.updates = state.get("updates", self.step_index)
-            self.best = state.get("best")
-        if resume and self.best is None:  # the start model was best, and no checkpoint was written since
-            self.best = self.run.load_meta().get("best")
+        self.best: dict | None = state.get("best")
+        if state and self.best is None:  # the start model was best, and no checkpoint was written since
+            self.best = run.load_meta().get("best")
         self.model_dir = model_dir
         self.reward_weights = cfg.rewards.model_dump()
         self.curriculum = None
         if cfg.env.name == "toolworld" and cfg.env.toolworld.curriculum.enabled:
-            self.curriculum = Curriculum(cfg.env.toolworld, (state or {}).get("curriculum"))
-        self.learners = LearnerGroup(cfg, model_dir)
-        if (state and has_engine_state(model_dir)) or carry_optimizer:
-            self.learners.load(model_dir)  # optimizer moments, step counters, RNG: the run continues exactly
-        self.pool = RolloutPool(cfg, model_dir)
-        if cfg.rollout.weight_transport != "object_store":  # a transport with a standing connection (NCCL)
-            self.learners.connect_transport(cfg.rollout.weight_transport, list(self.pool.workers.values()))
-        if self.version:  # resumed: the engines loaded the checkpoint, which is this version
-            self.pool.update_weights({"version": self.version, "ref": None, "preloaded": True})
+            self.curriculum = Curriculum(cfg.env.toolworld, state.get("curriculum"))
+        self.fleet: Fleet | None = None  # set when the trainer built its fleet and closes it
         self.last_records: list[dict] = []
         self._prefetch: tuple[int, Future] | None = None
         self._events_logged = 0
@@ -179,7 +150,7 @@ class GRPOTrainer:
     def _timed_rollouts(self, step: int) -> tuple[list, list[dict], float]:
         start = time.time()
         tasks = self._tasks(step)
-        return tasks, self.pool.run(tasks, self.cfg.grpo.group_size, step), time.time() - start
+        return tasks, self.pool.run(tasks, self.cfg.grpo.group_size, step, settings=self.settings), time.time() - start
 
     def _rollouts(self, step: int) -> tuple[list, list[dict], dict]:
         """This step's first sampling round: generated now (sync), or collected from the prefetch started
@@ -198,7 +169,7 @@ class GRPOTrainer:
         if stale:  # too old to train on: sample those episodes again with the current weights
             # records come grouped by task, in task order
             specs = [(records[i]["episode_id"], tasks[i // g.group_size]) for i in stale]
-            for i, record in zip(stale, self.pool.run_specs(specs)):
+            for i, record in zip(stale, self.pool.run_specs(specs, settings=self.settings)):
                 records[i] = record
         return tasks, records, {"time/rollout_generate": seconds, "time/rollout_wait": waited,
                                 "rollout_hidden_fraction": max(0.0, 1.0 - waited / seconds) if seconds else 0.0,
@@ -221,7 +192,7 @@ class GRPOTrainer:
             if len(kept_tasks) >= g.prompts_per_step or rounds >= g.max_sampling_rounds:
                 break
             tasks = self._tasks(step, rounds)
-            records = self.pool.run(tasks, g.group_size, step, sampling_round=rounds)
+            records = self.pool.run(tasks, g.group_size, step, sampling_round=rounds, settings=self.settings)
             sampled.extend(records)
             rounds += 1
         groups = len(sampled) // g.group_size
@@ -255,10 +226,8 @@ class GRPOTrainer:
         start = time.time()
         size = self.env.size(g.eval_split)
         tasks = self.env.tasks(g.eval_split, g.eval_tasks if size is None else min(g.eval_tasks, size))
-        import ray
-        refs = [ray.put(t) for t in tasks]
-        records = self.pool.run_specs([(f"eval-v{self.version}-{i}", ref) for i, ref in enumerate(refs)],
-                                      generation=self.cfg.eval.generation.model_dump())
+        records = self.pool.run_specs([(f"eval-v{self.version}-{i}", task) for i, task in enumerate(tasks)],
+                                      settings=self.eval_settings)
         cfg = self.cfg.model_copy(deep=True)
         cfg.eval.split, cfg.eval.model = g.eval_split, f"{self.run.path}@v{self.version}"
         report = build_report(cfg, self.env, tasks, records, time.time() - start)
@@ -304,7 +273,8 @@ class GRPOTrainer:
             "finish_rate": _mean(r["finish_reason"] == "answer" for r in sampled),
             "tokens_per_episode": _mean(len(r["token_ids"]) for r in sampled),
             # mean −log π of the sampled tokens: rises when the policy spreads out, falls when it sharpens
-            "sampled_nll": -sum(sum(r["logprobs"]) for r in sampled) / max(1, sum(sum(r["loss_mask"]) for r in sampled)),
+            "sampled_nll": (-sum(sum(r["logprobs"]) for r in sampled)
+                            / max(1, sum(sum(r["loss_mask"]) for r in sampled))),
             "episodes": len(sampled), "task_ids": [t.id for t in tasks],
             "episode_ids": [r["episode_id"] for r in sampled],
             "trained_episode_ids": [r["episode_id"] for r in records],
@@ -359,13 +329,48 @@ class GRPOTrainer:
         if self._prefetch is not None:  # let an in-flight prefetch finish before its workers go away
             self._prefetch[1].exception()
         self._background.shutdown(wait=True)
-        self.pool.shutdown()
-        self.learners.shutdown()
+        if self.fleet is not None:
+            self.fleet.close()
         self.run.finish()
 
 
-def train_grpo(cfg, model_dir: str, resume: bool = False) -> dict:
-    trainer = GRPOTrainer(cfg, model_dir, resume)
+def start_grpo(cfg, model_dir: str, resume: bool = False, fleet: Fleet | None = None) -> GRPOTrainer:
+    """Check everything that can be checked before any actor starts, then a trainer on ``fleet`` (reset to
+    this run's start model and settings) or on a fleet of its own, which it closes."""
+    check_runtime(cfg)
+    start_from = (RunDir.checkpoint_of(cfg.run_dir) if resume else None) or model_dir
+    check_model_dir(start_from, "--model")
+    check_learner_plan(cfg, start_from)
+    # a resumed run has its own moments; only a run that starts from --model takes that checkpoint's
+    carry_optimizer = cfg.grpo.optimizer_state == "checkpoint" and start_from == model_dir
+    if carry_optimizer:
+        check_optimizer_source(model_dir, cfg.learner.num_ranks, cfg.learner.zero_stage)
+    sandbox_layers = check_isolation(cfg.sandbox)
+    env = make_env(cfg.env)  # its splits are checked before any actor starts
+    if env.size("train") == 0:
+        raise ConfigError(f"env.name = {cfg.env.name!r} has no training tasks (toolhop: set "
+                          "env.toolhop.test_fraction below 1)")
+    if cfg.grpo.eval_every:
+        env.require_split(cfg.grpo.eval_split, "grpo.eval_split")
+    init_ray()
+    run = RunDir(cfg, "grpo")
+    run.save_meta("sandbox_layers", sandbox_layers)
+    state = run.load_state() if resume else None
+    start_model, version = (state["checkpoint"], state["version"]) if state else (model_dir, 0)
+    own = fleet is None
+    if own:
+        fleet = build_fleet(cfg, start_model, version)
+    else:
+        fleet.reset(start_model, cfg, version)
+    if (state and has_engine_state(start_model)) or carry_optimizer:
+        fleet.learners.load(start_model)  # optimizer moments, step counters, RNG: the run continues exactly
+    trainer = GRPOTrainer(cfg, env, fleet.pool, fleet.learners, run, start_model, state)
+    trainer.fleet = fleet if own else None
+    return trainer
+
+
+def train_grpo(cfg, model_dir: str, resume: bool = False, fleet: Fleet | None = None) -> dict:
+    trainer = start_grpo(cfg, model_dir, resume, fleet)
     history = []
     try:
         with console.progress("GRPO steps", cfg.grpo.steps) as advance:

@@ -8,8 +8,8 @@ import time
 
 from toolmaster import console
 from toolmaster.config import check_runtime
-from toolmaster.plan import check_learner_plan, check_model_dir
 from toolmaster.learner.group import LearnerGroup
+from toolmaster.plan import check_learner_plan, check_model_dir
 from toolmaster.protocol import render_text
 from toolmaster.protocol.chat_format import IM_END
 from toolmaster.ray_utils import init_ray
@@ -59,9 +59,9 @@ def check_sft_data(data_dir: str) -> None:
     summary = path / "summary.json"
     if summary.is_file():
         facts = json.loads(summary.read_text())
-        raise ValueError(f"sft data {data_dir!r} is empty: synthesis kept {facts.get('kept')} of {facts.get('num_tasks')} "
-                         f"teacher episodes (dropped: {facts.get('dropped_reasons')}; e.g. env.max_turns too small "
-                         "for trial and execution, or synth.max_tokens too small)")
+        raise ValueError(f"sft data {data_dir!r} is empty: synthesis kept {facts.get('kept')} of "
+                         f"{facts.get('num_tasks')} teacher episodes (dropped: {facts.get('dropped_reasons')}; "
+                         "e.g. env.max_turns too small for trial and execution, or synth.max_tokens too small)")
     raise ValueError(f"sft data {data_dir!r} holds no dataset (write one with `toolmaster synth --out DIR`)")
 
 
@@ -74,7 +74,9 @@ def sft_lr(sft_cfg, step: int) -> float:
     return sft_cfg.lr * (sft_cfg.min_lr_ratio + (1 - sft_cfg.min_lr_ratio) * cosine)
 
 
-def train_sft(cfg, model_dir: str, data_dir: str, resume: bool = False) -> dict:
+def train_sft(cfg, model_dir: str, data_dir: str, resume: bool = False, learners: LearnerGroup | None = None) -> dict:
+    """SFT on ``learners`` (reset to this run's start model and settings) or on a learner group of its own,
+    which it shuts down."""
     from transformers import AutoTokenizer
 
     check_runtime(cfg)
@@ -93,7 +95,11 @@ def train_sft(cfg, model_dir: str, data_dir: str, resume: bool = False) -> dict:
     examples = load_examples(data_dir, AutoTokenizer.from_pretrained(model_dir), cfg.sft.max_tokens)
     order = list(range(len(examples)))
     random.Random(cfg.grpo.seed).shuffle(order)  # fixed order: position = step * batch_size, so resume is exact
-    learners = LearnerGroup(cfg, model_dir)
+    own = learners is None
+    if own:
+        learners = LearnerGroup(cfg, model_dir)
+    else:
+        learners.reset(model_dir, cfg)
     if state and has_engine_state(state["checkpoint"]):
         learners.load(state["checkpoint"])  # Adam's moments and step counters: the run continues exactly
     ranks, bs = cfg.learner.num_ranks, cfg.sft.batch_size
@@ -117,6 +123,7 @@ def train_sft(cfg, model_dir: str, data_dir: str, resume: bool = False) -> dict:
                 advance(step + 1)
         run.plot(("loss",))
     finally:
-        learners.shutdown()
+        if own:
+            learners.shutdown()
         run.finish()
     return {"run_dir": str(run.path), "history": history, "checkpoint": str(run.path / "checkpoints" / "latest")}

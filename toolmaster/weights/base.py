@@ -17,13 +17,3 @@ class WeightTransport(ABC):
     @abstractmethod
     async def apply(self, handle, engine, scratch_dir: str) -> None:
         """Rollout-worker side: load the weights behind ``handle`` into a live ``VLLMEngine``."""
-
-
-def make_transport(name: str) -> WeightTransport:
-    if name == "object_store":
-        from toolmaster.weights.object_store import ObjectStoreTransport
-        return ObjectStoreTransport()
-    if name == "nccl":
-        from toolmaster.weights.nccl import NCCLTransport
-        return NCCLTransport()
-    raise ValueError(f"unknown weight transport {name!r}")

@@ -69,8 +69,7 @@ class NCCLTransport(WeightTransport):
 
     def connect(self, workers: list, master_address: str, master_port: int) -> None:
         """Learner rank 0, once: open the NCCL group with every engine (they join inside the same call)."""
-        from vllm.distributed.weight_transfer.nccl_engine import (NCCLTrainerInitInfo,
-                                                                  NCCLTrainerWeightTransferEngine)
+        from vllm.distributed.weight_transfer.nccl_engine import NCCLTrainerInitInfo, NCCLTrainerWeightTransferEngine
 
         info = NCCLTrainerInitInfo(master_address=master_address, master_port=master_port,
                                    world_size=1 + len(workers), rank=0)

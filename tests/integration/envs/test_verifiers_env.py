@@ -13,14 +13,13 @@ from pathlib import Path
 
 import pytest
 
-import ray
-
 from tests.integration.trainer.test_grpo import _config
 
 ROOT = str(Path(__file__).resolve().parents[3])
 PYTHONPATH = os.pathsep.join([ROOT, str(Path(ROOT) / "tests" / "vf_plugins")])
-needs_verifiers = pytest.mark.skipif(importlib.util.find_spec("verifiers") is None,
-                                     reason="the [verifiers] extra is not installed (scripts/install.sh --with-verifiers)")
+needs_verifiers = pytest.mark.skipif(
+    importlib.util.find_spec("verifiers") is None,
+    reason="the [verifiers] extra is not installed (scripts/install.sh --with-verifiers)")
 
 
 def test_without_the_extra_the_config_is_refused_saying_how_to_install(monkeypatch):
@@ -31,17 +30,8 @@ def test_without_the_extra_the_config_is_refused_saying_how_to_install(monkeypat
         check_runtime(build_config({}, ["env.name=verifiers", "env.verifiers.id=vf_codes"]))
 
 
-@pytest.fixture(scope="module")
-def ray_for_verifiers():
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": PYTHONPATH}})
-    yield
-    ray.shutdown()
-
-
 def _vf_config(run_dir, steps=2):
-    return _config(run_dir, 2, steps=steps, extra=["env.name=verifiers", "env.verifiers.id=vf_codes",
-                                                   "rollout.num_workers=2", "rollout.num_cpus_per_worker=0.25"])
+    return _config(run_dir, 2, steps=steps, extra=["env.name=verifiers", "env.verifiers.id=vf_codes"])
 
 
 @needs_verifiers
@@ -58,7 +48,8 @@ def test_a_bad_taskset_is_a_config_error_naming_it():
                                    "env.verifiers.harness=no_such_harness"]).env)
     # a harness that runs model-written shell commands would run them on this host: refused by default
     with pytest.raises(ValueError, match="runs model-written code"):
-        make_env(build_config({}, ["env.name=verifiers", "env.verifiers.id=vf_codes", "env.verifiers.harness=bash"]).env)
+        make_env(build_config({}, ["env.name=verifiers", "env.verifiers.id=vf_codes",
+                                   "env.verifiers.harness=bash"]).env)
 
 
 @needs_verifiers
@@ -75,14 +66,15 @@ def test_the_taskset_splits_into_train_and_test():
 
 
 @needs_verifiers
-def test_a_verifiers_taskset_trains_two_grpo_steps(ray_for_verifiers, tmp_path, tiny_model_dir):
+def test_a_verifiers_taskset_trains_two_grpo_steps(fleets, tmp_path, tiny_model_dir):
     from transformers import AutoTokenizer
 
-    from toolmaster.trainer.grpo import GRPOTrainer
+    from toolmaster.trainer.grpo import start_grpo
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
 
-    trainer = GRPOTrainer(_vf_config(tmp_path / "run"), tiny_model_dir)
+    cfg = _vf_config(tmp_path / "run")
+    trainer = start_grpo(cfg, tiny_model_dir, fleet=fleets.get(cfg, tiny_model_dir))
     try:
         records = trainer.pool.run(trainer._tasks(0), 2, step=0)
         for r in records:

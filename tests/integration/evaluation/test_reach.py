@@ -36,17 +36,12 @@ def test_only_failures_are_sampled_and_counted_per_group(cfg):
     assert all(g["sampled_success"] is None for g in reach["by_group"].values() if not g["failures"])
 
 
-def test_reach_on_the_real_fleet(ray_local, tiny_model_dir):
-    from toolmaster.rollout.pool import RolloutPool
-
+def test_reach_on_the_real_fleet(fleets, tiny_model_dir):
     cfg = build_config({}, ["rollout.generation.max_new_tokens=16", "env.max_turns=2", "rollout.num_workers=1"])
     tasks = make_env(cfg.env).tasks("test", 3)
-    pool = RolloutPool(cfg, tiny_model_dir)
-    try:
-        greedy = pool.run_specs([(f"g{i}", t) for i, t in enumerate(tasks)],
-                                generation=cfg.eval.generation.model_dump())
-        reach = sample_failures(pool, tasks, greedy, samples=2, generation=cfg.rollout.generation.model_dump())
-    finally:
-        pool.shutdown()
+    pool = fleets.pool(cfg, tiny_model_dir)
+    greedy = pool.run_specs([(f"g{i}", t) for i, t in enumerate(tasks)],
+                            generation=cfg.eval.generation.model_dump())
+    reach = sample_failures(pool, tasks, greedy, samples=2, generation=cfg.rollout.generation.model_dump())
     # an untrained model fails every task greedily and in every sample
     assert (reach["failures"], reach["reachable"], reach["sampled_success"]) == (3, 0, 0.0)

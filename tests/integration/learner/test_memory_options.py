@@ -5,21 +5,19 @@ import torch
 from tests.integration.learner.test_microbatch import _batch
 
 
-def test_checkpointing_and_offload_keep_the_update_and_bf16_trains(ray_local, tiny_model_dir):
+def test_checkpointing_and_offload_keep_the_update_and_bf16_trains(fleets, tiny_model_dir):
     from toolmaster.config import build_config
-    from toolmaster.learner.group import LearnerGroup
 
     options = {"plain": [], "checkpointing": ["learner.gradient_checkpointing=true"],
                "offload": ["learner.offload_optimizer=true"], "bf16": ["learner.dtype=bfloat16"]}
     states = {}
     for name, overrides in options.items():
-        group = LearnerGroup(build_config({}, ["learner.num_ranks=1", *overrides]), tiny_model_dir)
-        try:
-            losses = [group.train_step(_batch(0), "sft")["loss"], group.train_step(_batch(1), "grpo")["loss"]]
-            assert all(torch.isfinite(torch.tensor(losses)))
-            states[name] = group._all("state_dict")[0]
-        finally:
-            group.shutdown()
+        run_cfg = build_config({}, overrides)
+        group = fleets.get(run_cfg, tiny_model_dir).learners
+        group.reset(tiny_model_dir, run_cfg)
+        losses = [group.train_step(_batch(0), "sft")["loss"], group.train_step(_batch(1), "grpo")["loss"]]
+        assert all(torch.isfinite(torch.tensor(losses)))
+        states[name] = group._all("state_dict")[0]
     plain = states["plain"]
     for name in ("checkpointing", "offload"):
         assert max((plain[k] - v).abs().max().item() for k, v in states[name].items()) < 1e-6, name

@@ -33,15 +33,13 @@ def _batch(seed: int, n: int = 7) -> dict:
 
 
 @pytest.mark.parametrize("zero_stage", [2, 3])
-def test_microbatch_budget_does_not_change_the_update(ray_local, tiny_model_dir, cfg, zero_stage):
+def test_microbatch_budget_does_not_change_the_update(fleets, tiny_model_dir, cfg, zero_stage):
     """One SFT step then one GRPO step on 2 ranks: the same weights for the whole shard in one pass, one
     sequence per pass, and a token budget of about a third of a shard (ranks then run different counts).
     What differs is float summation order; Adam's first step divides by |g|, which magnifies that for
     near-zero gradients (at lr 1e-3: 1.9e-5), so the step runs at the GRPO default lr 1e-4."""
-    import torch
 
     from toolmaster.config import build_config
-    from toolmaster.learner.group import LearnerGroup
 
     sft, grpo = _batch(0), _batch(1)
     shard_tokens = max(len(s) for s in sft["token_ids"]) * 4
@@ -50,15 +48,13 @@ def test_microbatch_budget_does_not_change_the_update(ray_local, tiny_model_dir,
                "third": [f"learner.max_tokens_per_microbatch={shard_tokens // 3}", "learner.logprob_chunk_tokens=64"]}
     results = {}
     for name, overrides in budgets.items():
-        group = LearnerGroup(build_config({}, [f"learner.zero_stage={zero_stage}", "learner.num_ranks=2", *overrides]),
-                             tiny_model_dir)
-        try:
-            counts = [group.train_step(sft, "sft")["microbatches"]]
-            after_sft = group._all("state_dict")[0]
-            counts.append(group.train_step(grpo, "grpo")["microbatches"])
-            results[name] = (after_sft, group._all("state_dict")[0], counts)
-        finally:
-            group.shutdown()
+        run_cfg = build_config({}, [f"learner.zero_stage={zero_stage}", "learner.num_ranks=2", *overrides])
+        group = fleets.get(run_cfg, tiny_model_dir).learners
+        group.reset(tiny_model_dir, run_cfg)
+        counts = [group.train_step(sft, "sft")["microbatches"]]
+        after_sft = group._all("state_dict")[0]
+        counts.append(group.train_step(grpo, "grpo")["microbatches"])
+        results[name] = (after_sft, group._all("state_dict")[0], counts)
     assert results["whole"][2] == [1, 1] and results["one_sequence"][2] == [4, 4] and results["third"][2][0] > 1
     base = results["whole"]
     moved = max((base[1][k] - v).abs().max().item() for k, v in results["whole"][0].items())

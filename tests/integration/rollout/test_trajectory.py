@@ -44,27 +44,22 @@ def _perturbed_tied_copy(model_dir, out):
     return out
 
 
-def test_multi_turn_mask_and_retokenization(ray_local, tiny_model_dir, tmp_path):
+def test_multi_turn_mask_and_retokenization(fleets, tiny_model_dir, tmp_path):
     from transformers import AutoTokenizer
-
-    from toolmaster.rollout.pool import RolloutPool
 
     cfg = build_config({}, ["rollout.generation.max_new_tokens=24", "env.max_turns=3", "rollout.num_workers=1"])
     tasks = make_env(cfg.env).tasks("test", 4)
-    pool = RolloutPool(cfg, tiny_model_dir)
-    try:
-        records = pool.run(tasks, group_size=2, step=0)
-        worker = next(iter(pool.workers.values()))
-        peak = ray.get(worker.stats.remote())["peak_episodes_in_flight"]
-        # the running fleet switches to another checkpoint (a tied one) as a new version: engine = HF
-        from toolmaster.weights.object_store import checkpoint_handle
+    pool = fleets.pool(cfg, tiny_model_dir)
+    records = pool.run(tasks, group_size=2, step=0)
+    worker = next(iter(pool.workers.values()))
+    peak = ray.get(worker.stats.remote())["peak_episodes_in_flight"]
+    # the running fleet switches to another checkpoint (a tied one) as a new version: engine = HF
+    from toolmaster.weights.object_store import checkpoint_handle
 
-        other = _perturbed_tied_copy(tiny_model_dir, str(tmp_path / "other"))
-        seq = max((r["token_ids"] for r in records), key=len)
-        pool.update_weights(checkpoint_handle(other, 1))
-        engine_lp = pool.prompt_logprobs(seq)[0]
-    finally:
-        pool.shutdown()
+    other = _perturbed_tied_copy(tiny_model_dir, str(tmp_path / "other"))
+    seq = max((r["token_ids"] for r in records), key=len)
+    pool.update_weights(checkpoint_handle(other, 1))
+    engine_lp = pool.prompt_logprobs(seq)[0]
     assert max(abs(a - b) for a, b in zip(engine_lp[1:], _hf_logprobs(other, seq)[1:])) < 1e-4
     assert [r["episode_id"] for r in records] == [f"s0-t{i}-g{g}" for i in range(4) for g in range(2)]
     assert peak == 8  # all eight episodes shared the one engine at once

@@ -24,7 +24,8 @@ def test_endpoint_messages_render_as_the_student_sees_them():
 
 
 def _question(messages) -> str:
-    return next(m["content"] for m in messages if m["role"] == "user" and not m["content"].startswith("<tool_response>"))
+    return next(m["content"] for m in messages
+                if m["role"] == "user" and not m["content"].startswith("<tool_response>"))
 
 
 def test_scripted_endpoint_good_records_kept_bad_ones_dropped(tmp_path):
@@ -41,7 +42,8 @@ def test_scripted_endpoint_good_records_kept_bad_ones_dropped(tmp_path):
         return f'<tool_call>\n{{"name": "{tool}", "arguments": {{}}}}\n</tool_call>'
 
     with FakeOpenAI(reply) as fake:
-        cfg = build_config({}, ["synth.teacher=openai", "synth.num_tasks=6", f"synth.endpoint.base_url={fake.base_url}"])
+        cfg = build_config({}, ["synth.teacher=openai", "synth.num_tasks=6",
+                                f"synth.endpoint.base_url={fake.base_url}"])
         summary = synthesize(cfg, tmp_path)
     assert summary["kept"] == 3 and summary["dropped_reasons"] == {"incorrect": 3} and summary["teacher"] == "openai"
     assert len(fake.requests) == 12 and TEACHER_GUIDE in fake.requests[0][0]["content"]
@@ -55,7 +57,8 @@ def test_scripted_endpoint_good_records_kept_bad_ones_dropped(tmp_path):
 def _finish_or_answer(messages):
     system = messages[0]["content"]
     if '"name": "Finish"' in system:
-        return '<tool_call>\n{"name": "Finish", "arguments": {"return_type": "give_answer", "final_answer": "42"}}\n</tool_call>'
+        return ('<tool_call>\n{"name": "Finish", "arguments": {"return_type": "give_answer", "final_answer": "42"}}'
+                '\n</tool_call>')
     return "<answer>42</answer>"
 
 
@@ -73,10 +76,10 @@ def test_llm_teacher_runs_on_every_benchmark(tmp_path, env_name):
         assert summary["dropped_reasons"] == {"incorrect": 3}
 
 
-@pytest.mark.engines
 def test_llm_teacher_against_a_real_vllm_openai_server(tmp_path, model_server):
     """The tiny model behind vLLM's OpenAI server: the pipeline runs end to end (its records mostly get dropped)."""
-    cfg = build_config({}, ["synth.teacher=openai", "synth.num_tasks=4", f"synth.endpoint.base_url={model_server.base_url}",
+    cfg = build_config({}, ["synth.teacher=openai", "synth.num_tasks=4",
+                            f"synth.endpoint.base_url={model_server.base_url}",
                             "synth.endpoint.model=tiny", "synth.endpoint.max_tokens=48", "env.max_turns=3"])
     summary = synthesize(cfg, tmp_path)
     assert summary["num_tasks"] == 4 and summary["kept"] + summary["dropped"] == 4

@@ -3,33 +3,23 @@ endpoint with the real engines."""
 import math
 from pathlib import Path
 
-import pytest
-import ray
-
-from tests.system.trainer.test_chaos import step_with_a_kill
 from tests.integration.trainer.test_grpo import _config
+from tests.system.trainer.test_chaos import step_with_a_kill
 
 ROOT = str(Path(__file__).resolve().parents[3])
 TASKS = str(Path(__file__).resolve().parents[3] / "tests" / "adder_tasks.jsonl")
 
 
-@pytest.fixture(scope="module")
-def ray_for_agents():
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": ROOT}})
-    yield
-    ray.shutdown()
-
-
 def _agent_config(run_dir, agent: str, steps: int = 2, extra=()):
     return _config(run_dir, 2, steps=steps, extra=["env.name=agent", f"env.agent.entry=tests.agents:{agent}",
-                                                   f"env.agent.tasks={TASKS}", "rollout.num_workers=2",
-                                                   "rollout.num_cpus_per_worker=0.25", *extra])
+                                                   f"env.agent.tasks={TASKS}", *extra])
 
 
-def test_an_openai_sdk_agent_trains_with_exact_trajectories(ray_for_agents, tmp_path, tiny_model_dir):
-    from toolmaster.trainer.grpo import GRPOTrainer
+def test_an_openai_sdk_agent_trains_with_exact_trajectories(fleets, tmp_path, tiny_model_dir):
+    from toolmaster.trainer.grpo import start_grpo
 
-    trainer = GRPOTrainer(_agent_config(tmp_path / "run", "adder"), tiny_model_dir)
+    cfg = _agent_config(tmp_path / "run", "adder")
+    trainer = start_grpo(cfg, tiny_model_dir, fleet=fleets.get(cfg, tiny_model_dir))
     try:
         records = trainer.pool.run(trainer._tasks(0), 2, step=0)
         for r in records:
@@ -48,10 +38,11 @@ def test_an_openai_sdk_agent_trains_with_exact_trajectories(ray_for_agents, tmp_
     assert killed and history[-1]["workers_replaced"] == 1
 
 
-def test_a_client_that_rewrites_its_history_is_still_one_trajectory(ray_for_agents, tmp_path, tiny_model_dir):
-    from toolmaster.trainer.grpo import GRPOTrainer
+def test_a_client_that_rewrites_its_history_is_still_one_trajectory(fleets, tmp_path, tiny_model_dir):
+    from toolmaster.trainer.grpo import start_grpo
 
-    trainer = GRPOTrainer(_agent_config(tmp_path / "run", "rewriter", steps=1), tiny_model_dir)
+    cfg = _agent_config(tmp_path / "run", "rewriter", steps=1)
+    trainer = start_grpo(cfg, tiny_model_dir, fleet=fleets.get(cfg, tiny_model_dir))
     try:
         records = trainer.pool.run(trainer._tasks(0), 2, step=0)
     finally:
@@ -63,11 +54,11 @@ def test_a_client_that_rewrites_its_history_is_still_one_trajectory(ray_for_agen
         assert runs == 3
 
 
-def test_an_agent_that_raises_fails_only_its_episodes(ray_for_agents, tmp_path, tiny_model_dir):
-    from toolmaster.trainer.grpo import GRPOTrainer
+def test_an_agent_that_raises_fails_only_its_episodes(fleets, tmp_path, tiny_model_dir):
+    from toolmaster.trainer.grpo import start_grpo
 
-    trainer = GRPOTrainer(_agent_config(tmp_path / "run", "raises", steps=1, extra=["rollout.episode_retries=0"]),
-                          tiny_model_dir)
+    cfg = _agent_config(tmp_path / "run", "raises", steps=1, extra=["rollout.episode_retries=0"])
+    trainer = start_grpo(cfg, tiny_model_dir, fleet=fleets.get(cfg, tiny_model_dir))
     try:
         h = trainer.step()
     finally:
@@ -76,16 +67,11 @@ def test_an_agent_that_raises_fails_only_its_episodes(ray_for_agents, tmp_path, 
     assert h["train/updates"] == 0
 
 
-def test_max_tokens_and_stop_strings_behave_as_openai_documents(ray_for_agents, tmp_path, tiny_model_dir):
-    from toolmaster.rollout.pool import RolloutPool
+def test_max_tokens_and_stop_strings_behave_as_openai_documents(fleets, tmp_path, tiny_model_dir):
+    from toolmaster.envs import make_env
 
-    cfg = _agent_config(tmp_path / "run", "stopper", extra=["rollout.num_workers=1"])
-    pool = RolloutPool(cfg, tiny_model_dir)
-    try:
-        from toolmaster.envs import make_env
-        records = pool.run(make_env(cfg.env).tasks("train", 2), 2, step=0)
-    finally:
-        pool.shutdown()
+    cfg = _agent_config(tmp_path / "run", "stopper")
+    records = fleets.pool(cfg, tiny_model_dir).run(make_env(cfg.env).tasks("train", 2), 2, step=0)
     for r in records:
         assert r["error"] is None and "segments" not in r
         assert r["judgments"]["cut_is_length"] == 1.0  # 3 sampled tokens, finish_reason "length"

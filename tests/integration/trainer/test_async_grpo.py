@@ -2,11 +2,11 @@
 from tests.integration.trainer.test_grpo import _config
 
 
-def test_async_steps_use_one_version_old_episodes_and_no_older(ray_local, tmp_path, tiny_model_dir):
-    from toolmaster.trainer.grpo import GRPOTrainer
+def test_async_steps_use_one_version_old_episodes_and_no_older(fleets, tmp_path, tiny_model_dir):
+    from toolmaster.trainer.grpo import start_grpo
 
     cfg = _config(tmp_path / "run", 2, steps=4, extra=["grpo.async_rollouts=true", "grpo.max_staleness=1"])
-    trainer = GRPOTrainer(cfg, tiny_model_dir)
+    trainer = start_grpo(cfg, tiny_model_dir, fleet=fleets.get(cfg, tiny_model_dir))
     try:
         history = [trainer.step() for _ in range(3)]
         trainer.cfg.grpo.max_staleness = 0  # the last step may train on current-version episodes only

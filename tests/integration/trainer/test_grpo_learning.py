@@ -13,14 +13,17 @@ import pytest
 from toolmaster.config import build_config
 
 K = 4
-CODEBOOK = ["env.name=codebook", f"env.codebook.num_codes={K}", "env.max_turns=1", "rollout.generation.max_new_tokens=12"]
+CODEBOOK = ["env.name=codebook", f"env.codebook.num_codes={K}", "env.max_turns=1",
+            "rollout.generation.max_new_tokens=12"]
 
 
 @pytest.fixture(scope="module")
-def codebook_sft(ray_local, tmp_path_factory, tiny_model_dir) -> str:
+def codebook_sft(tmp_path_factory, tiny_model_dir) -> str:
     """The tiny model after 40 SFT steps on a policy that answers a uniformly random listed code."""
     import datasets
 
+    from tests.conftest import ensure_ray
+    from tests.integration.fleets import FLEETS
     from toolmaster.envs import make_env
     from toolmaster.protocol import build_messages
     from toolmaster.trainer.sft import train_sft
@@ -28,16 +31,17 @@ def codebook_sft(ray_local, tmp_path_factory, tiny_model_dir) -> str:
     work = tmp_path_factory.mktemp("codebook")
     env = make_env(build_config({}, CODEBOOK).env)
     rng = random.Random(0)
-    rows = [{"messages": build_messages(t.question) + [{"role": "assistant",
-                                                       "content": f"<answer>{rng.choice(t.metadata['codes'])}</answer>"}],
+    rows = [{"messages": build_messages(t.question) + [
+                {"role": "assistant", "content": f"<answer>{rng.choice(t.metadata['codes'])}</answer>"}],
              "tools": json.dumps([])} for t in env.tasks("train", 64, start=10_000)]
     datasets.Dataset.from_list(rows).save_to_disk(str(work / "data"))
-    sft = train_sft(build_config({}, [*CODEBOOK, f"run_dir={work / 'sft'}", "sft.steps=40", "sft.batch_size=8"]),
-                    tiny_model_dir, str(work / "data"))
+    ensure_ray()
+    cfg = build_config({}, [*CODEBOOK, f"run_dir={work / 'sft'}", "sft.steps=40", "sft.batch_size=8"])
+    sft = train_sft(cfg, tiny_model_dir, str(work / "data"), learners=FLEETS.get(cfg, tiny_model_dir).learners)
     return sft["checkpoint"]
 
 
-def test_grpo_reaches_the_known_optimum(ray_local, tmp_path, codebook_sft):
+def test_grpo_reaches_the_known_optimum(fleets, tmp_path, codebook_sft):
     from toolmaster.trainer.grpo import train_grpo
 
     steps = 16
@@ -45,7 +49,7 @@ def test_grpo_reaches_the_known_optimum(ray_local, tmp_path, codebook_sft):
     cfg = build_config({}, [*CODEBOOK, f"run_dir={tmp_path / 'grpo'}", f"grpo.steps={steps}", "grpo.prompts_per_step=4",
                             "grpo.group_size=8", "learner.lr=3e-4", "grpo.warmup_steps=3", "grpo.updates_per_step=4",
                             "grpo.eval_every=4", "grpo.eval_tasks=16", "grpo.eval_split=val", "grpo.keep_best=true"])
-    out = train_grpo(cfg, codebook_sft)
+    out = train_grpo(cfg, codebook_sft, fleet=fleets.get(cfg, codebook_sft))
     success = [h["success"] for h in out["history"]]
     assert success[0] < 0.6, success  # the start is far from the optimum (uniform over K: 0.25)
     # sampled at temperature 1, not greedy: reaches the optimum's neighbourhood and stays there
@@ -66,21 +70,23 @@ def test_grpo_reaches_the_known_optimum(ray_local, tmp_path, codebook_sft):
 
 
 def _expected_ids(step: int, rounds: int, b: int, g: int) -> set[str]:
-    return {f"s{step}-" + (f"r{r}-" if r else "") + f"t{i}-g{j}" for r in range(rounds) for i in range(b) for j in range(g)}
+    return {f"s{step}-" + (f"r{r}-" if r else "") + f"t{i}-g{j}"
+            for r in range(rounds) for i in range(b) for j in range(g)}
 
 
 @pytest.mark.parametrize("async_rollouts", [False, True], ids=["sync", "async"])
-def test_dynamic_sampling_keeps_informative_groups_under_a_killed_worker(ray_local, tmp_path, codebook_sft,
+def test_dynamic_sampling_keeps_informative_groups_under_a_killed_worker(fleets, tmp_path, codebook_sft,
                                                                          async_rollouts):
     from tests.system.trainer.test_chaos import step_with_a_kill
-    from toolmaster.trainer.grpo import GRPOTrainer
+    from toolmaster.trainer.grpo import start_grpo
 
     steps, b, g = 2, 3, 4
-    cfg = build_config({}, [*CODEBOOK, f"run_dir={tmp_path / 'run'}", f"grpo.steps={steps}", f"grpo.prompts_per_step={b}",
-                            f"grpo.group_size={g}", "grpo.filter_groups=true", "grpo.max_sampling_rounds=3",
-                            f"grpo.async_rollouts={str(async_rollouts).lower()}", "rollout.num_workers=2",
-                            "rollout.max_episodes_per_worker=4", "rollout.num_cpus_per_worker=0.25"])
-    trainer = GRPOTrainer(cfg, codebook_sft)
+    cfg = build_config({}, [*CODEBOOK, f"run_dir={tmp_path / 'run'}", f"grpo.steps={steps}",
+                            f"grpo.prompts_per_step={b}", f"grpo.group_size={g}", "grpo.filter_groups=true",
+                            "grpo.max_sampling_rounds=3",
+                            f"grpo.async_rollouts={str(async_rollouts).lower()}",
+                            "rollout.max_episodes_per_worker=4"])
+    trainer = start_grpo(cfg, codebook_sft, fleet=fleets.get(cfg, codebook_sft))
     killed, history, kept_records = [], [], []
     try:
         for step in range(steps):  # a kill in the first step; the second proves the refilled tasks are new
@@ -126,7 +132,7 @@ def _adam_steps(checkpoint: str) -> set[int]:
     return found
 
 
-def test_grpo_continues_the_sft_optimizer_state_when_asked(ray_local, tmp_path, codebook_sft):
+def test_grpo_continues_the_sft_optimizer_state_when_asked(fleets, tmp_path, codebook_sft):
     """grpo.optimizer_state=checkpoint: Adam's counters go on from the SFT run's 40 (fresh: from 0, asserted in
     the known-optimum test)."""
     from toolmaster.trainer.grpo import train_grpo
@@ -134,7 +140,7 @@ def test_grpo_continues_the_sft_optimizer_state_when_asked(ray_local, tmp_path, 
     assert _adam_steps(codebook_sft) == {40}
     cfg = build_config({}, [*CODEBOOK, f"run_dir={tmp_path / 'grpo'}", "grpo.steps=1", "grpo.prompts_per_step=2",
                             "grpo.group_size=8", "grpo.updates_per_step=2", "grpo.optimizer_state=checkpoint"])
-    out = train_grpo(cfg, codebook_sft)
+    out = train_grpo(cfg, codebook_sft, fleet=fleets.get(cfg, codebook_sft))
     updates = out["history"][0]["train/updates"]
     assert updates == 2
     assert _adam_steps(str(tmp_path / "grpo" / "checkpoints" / "latest")) == {40 + updates}

@@ -22,7 +22,7 @@ def test_sft_mask_covers_exactly_assistant_content(tiny_model_dir, tmp_path, cfg
         assert on == expected
 
 
-def test_sft_on_the_learner_group(ray_local, tiny_model_dir, tmp_path, cfg):
+def test_sft_on_the_learner_group(fleets, tiny_model_dir, tmp_path, cfg):
     import math
 
     import torch
@@ -35,7 +35,8 @@ def test_sft_on_the_learner_group(ray_local, tiny_model_dir, tmp_path, cfg):
     synthesize(build_config({}, ["synth.num_tasks=20"]), tmp_path / "data")
     run_cfg = build_config({}, [f"run_dir={tmp_path / 'run'}", "sft.steps=6", "sft.batch_size=4",
                                 "learner.zero_stage=2"])
-    out = train_sft(run_cfg, tiny_model_dir, str(tmp_path / "data"))
+    out = train_sft(run_cfg, tiny_model_dir, str(tmp_path / "data"),
+                    learners=fleets.get(run_cfg, tiny_model_dir).learners)
     losses = [h["loss"] for h in out["history"]]
     assert len(losses) == 6 and all(math.isfinite(x) for x in losses)
     assert losses[-1] < losses[0]  # lr 2e-3 from scratch: the protocol's tokens are learned at once

@@ -16,7 +16,7 @@ from ray.cluster_utils import AutoscalingCluster
 
 from toolmaster.config import build_config
 
-pytestmark = [pytest.mark.engines, pytest.mark.slow]  # ≈ 3 min; run with -m slow
+pytestmark = pytest.mark.slow  # ≈ 3 min; run with -m slow
 
 
 class FakeAutoscalingCluster(AutoscalingCluster):
@@ -41,6 +41,9 @@ class FakeAutoscalingCluster(AutoscalingCluster):
 
 @pytest.fixture
 def autoscaling_cluster(monkeypatch):
+    from tests.conftest import stop_ray
+
+    stop_ray()  # the cluster's head is the driver's Ray
     # the `ray` CLI of this environment, and nodes on the machine's address (the loopback-only setting
     # keeps added nodes from joining)
     monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
@@ -63,7 +66,7 @@ def _alive_nodes() -> int:
 
 
 def test_nodes_and_workers_follow_the_queue(autoscaling_cluster, tmp_path, tiny_model_dir):
-    from toolmaster.trainer.grpo import GRPOTrainer
+    from toolmaster.trainer.grpo import start_grpo
 
     cfg = build_config({}, [
         f"run_dir={tmp_path / 'run'}", "grpo.steps=1", "grpo.prompts_per_step=12", "grpo.group_size=3",
@@ -72,7 +75,7 @@ def test_nodes_and_workers_follow_the_queue(autoscaling_cluster, tmp_path, tiny_
         "rollout.autoscale.min_workers=1", "rollout.autoscale.max_workers=2", "rollout.autoscale.down_cooldown_s=1",
         "learner.num_cpus_per_rank=0.5"])
     assert _alive_nodes() == 1  # the head only: rollout workers need a node type that does not exist yet
-    trainer = GRPOTrainer(cfg, tiny_model_dir)  # its first worker waited for the first added node
+    trainer = start_grpo(cfg, tiny_model_dir)  # its first worker waited for the first added node
     samples, stop = [], threading.Event()
 
     def sample():

@@ -12,6 +12,9 @@ from tests.integration.trainer.test_grpo import _config
 
 @pytest.fixture(scope="module")
 def three_nodes():
+    from tests.conftest import stop_ray
+
+    stop_ray()  # the cluster's head is the driver's Ray
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "resources": {"head": 1}})
     cluster.add_node(num_cpus=2, resources={"learner": 2})
     cluster.add_node(num_cpus=2, resources={"rollout": 2})
@@ -24,12 +27,12 @@ def three_nodes():
 
 
 def test_roles_land_on_their_nodes_and_a_grpo_step_runs(three_nodes, tmp_path, tiny_model_dir):
-    from toolmaster.trainer.grpo import GRPOTrainer
+    from toolmaster.trainer.grpo import start_grpo
 
     cfg = _config(tmp_path / "run", 2, steps=1, extra=[
         "learner.resources={learner: 1}", "rollout.resources={rollout: 1}", "env_actors.num_actors=1",
         "env_actors.resources={rollout: 0.5}", "rollout.num_cpus_per_worker=0.5", "env_actors.num_cpus_per_actor=0.25"])
-    trainer = GRPOTrainer(cfg, tiny_model_dir)
+    trainer = start_grpo(cfg, tiny_model_dir)
     try:
         learner_nodes = ray.get([a.node_id.remote() for a in trainer.learners.actors])
         worker_nodes = ray.get([w.node_id.remote() for w in trainer.pool.workers.values()])

@@ -44,12 +44,12 @@ def step_with_a_kill(trainer, step: int, killed: list) -> dict:
 
 
 def test_a_worker_killed_in_every_step(ray_local, tmp_path, tiny_model_dir):
-    from toolmaster.trainer.grpo import GRPOTrainer
+    from toolmaster.trainer.grpo import start_grpo
 
     steps, b, g = 3, 2, 2  # actor kill, process kill, then a kill of a replacement
     cfg = _config(tmp_path / "run", 2, steps=steps, extra=["rollout.num_workers=2", "rollout.max_episodes_per_worker=2",
                                                            "rollout.num_cpus_per_worker=0.25"])
-    trainer = GRPOTrainer(cfg, tiny_model_dir)
+    trainer = start_grpo(cfg, tiny_model_dir)
     killed, history = [], []
     try:
         for step in range(steps):
@@ -70,10 +70,10 @@ def test_a_dead_learner_rank_stops_the_run_and_resume_continues(ray_local, tmp_p
     import pytest
 
     from toolmaster.learner.group import LearnerRankLost
-    from toolmaster.trainer.grpo import GRPOTrainer
+    from toolmaster.trainer.grpo import start_grpo
 
     cfg = _config(tmp_path / "run", 2, steps=4)  # a checkpoint every 2 steps
-    trainer = GRPOTrainer(cfg, tiny_model_dir)
+    trainer = start_grpo(cfg, tiny_model_dir)
     try:
         trainer.step()
         trainer.step()  # checkpoint after step 2
@@ -83,7 +83,9 @@ def test_a_dead_learner_rank_stops_the_run_and_resume_continues(ray_local, tmp_p
             trainer.step()
     finally:
         trainer.close()
-    resumed = GRPOTrainer(cfg, tiny_model_dir, resume=True)
+    from tests.integration.fleets import FLEETS  # resume on the shared fleet: the checkpoint, not the actors
+
+    resumed = start_grpo(cfg, tiny_model_dir, resume=True, fleet=FLEETS.get(cfg, tiny_model_dir))
     try:
         assert resumed.step_index == 2 and resumed.version == 2
         assert resumed.step()["task_ids"] == [t.id for t in resumed._tasks(2)]
@@ -102,12 +104,12 @@ def _engine_process(worker_pid: int):
 def test_a_killed_engine_process_is_replaced(ray_local, tmp_path, tiny_model_dir):
     """SIGKILL of a busy worker's vLLM engine process (the actor stays alive), in every step: the worker is
     retired and replaced, its episodes re-queued, and every step has exactly B×G records, none failed."""
-    from toolmaster.trainer.grpo import GRPOTrainer
+    from toolmaster.trainer.grpo import start_grpo
 
     steps, b, g = 2, 2, 2
     cfg = _config(tmp_path / "run", 2, steps=steps, extra=["rollout.num_workers=2", "rollout.max_episodes_per_worker=2",
                                                            "rollout.num_cpus_per_worker=0.25"])
-    trainer = GRPOTrainer(cfg, tiny_model_dir)
+    trainer = start_grpo(cfg, tiny_model_dir)
     killed, history = [], []
 
     def kill_engine(step: int, stop: threading.Event) -> None:

@@ -86,7 +86,9 @@ def test_optimizer_state_from_a_checkpoint_must_match_the_learner_layout(tmp_pat
 
 
 def test_sft_resume_after_a_crash_is_exact(ray_local, tiny_model_dir, tmp_path, monkeypatch):
-    """4 steps uninterrupted vs 2 steps, a crash in step 3, `--resume`, 2 steps: the same weights (fp32)."""
+    """4 steps uninterrupted vs 2 steps, a crash in step 3, `--resume` on learners of its own, 2 steps: the
+    same weights (fp32). The first two runs share the integration tier's learners (reset to a fresh start)."""
+    from tests.integration.fleets import FLEETS
     from toolmaster.learner.group import LearnerGroup
     from toolmaster.teacher.synth import synthesize
     from toolmaster.trainer.sft import train_sft
@@ -97,7 +99,8 @@ def test_sft_resume_after_a_crash_is_exact(ray_local, tiny_model_dir, tmp_path, 
         return build_config({}, [f"run_dir={tmp_path / run}", "sft.steps=4", "sft.batch_size=4", "sft.warmup_steps=1",
                                  "sft.checkpoint_every=2", "sft.keep_checkpoints=1"])
 
-    train_sft(cfg("full"), tiny_model_dir, str(tmp_path / "data"))
+    shared = FLEETS.get(cfg("full"), tiny_model_dir).learners
+    train_sft(cfg("full"), tiny_model_dir, str(tmp_path / "data"), learners=shared)
     calls, original = [], LearnerGroup.train_step
 
     def crashing(self, batch, kind):
@@ -108,7 +111,7 @@ def test_sft_resume_after_a_crash_is_exact(ray_local, tiny_model_dir, tmp_path, 
 
     monkeypatch.setattr(LearnerGroup, "train_step", crashing)
     with pytest.raises(RuntimeError, match="step 3"):
-        train_sft(cfg("resumed"), tiny_model_dir, str(tmp_path / "data"))
+        train_sft(cfg("resumed"), tiny_model_dir, str(tmp_path / "data"), learners=shared)
     monkeypatch.undo()
     assert (tmp_path / "resumed" / "checkpoints" / "latest").resolve().name == "step-000002"
     train_sft(cfg("resumed"), tiny_model_dir, str(tmp_path / "data"), resume=True)
@@ -120,14 +123,17 @@ def test_sft_resume_after_a_crash_is_exact(ray_local, tiny_model_dir, tmp_path, 
 
 
 def test_grpo_resume_after_a_crash_trains_on_the_same_episodes(ray_local, tiny_model_dir, tmp_path, monkeypatch):
-    """4 GRPO steps uninterrupted vs 2, a crash in step 3, `--resume`, 2: the same tasks and episode ids, and
-    (per-episode sampling seeds, restored optimizer state) the same weights."""
+    """4 GRPO steps uninterrupted vs 2, a crash in step 3, `--resume` on a fleet of its own, 2: the same tasks
+    and episode ids, and (per-episode sampling seeds, restored optimizer state) the same weights. The first two
+    runs share the integration tier's fleet (reset to a fresh start)."""
+    from tests.integration.fleets import FLEETS
     from toolmaster.trainer.grpo import GRPOTrainer, train_grpo
 
     def cfg(run):
         return _config(tmp_path / run, 2, steps=4, extra=["grpo.checkpoint_every=1", "grpo.keep_checkpoints=2"])
 
-    train_grpo(cfg("full"), tiny_model_dir)
+    shared = FLEETS.get(cfg("full"), tiny_model_dir)
+    train_grpo(cfg("full"), tiny_model_dir, fleet=shared)
     original = GRPOTrainer._train
 
     def crashing(self, batch):
@@ -137,7 +143,7 @@ def test_grpo_resume_after_a_crash_trains_on_the_same_episodes(ray_local, tiny_m
 
     monkeypatch.setattr(GRPOTrainer, "_train", crashing)
     with pytest.raises(RuntimeError, match="step 3"):
-        train_grpo(cfg("resumed"), tiny_model_dir)
+        train_grpo(cfg("resumed"), tiny_model_dir, fleet=shared)
     monkeypatch.undo()
     train_grpo(cfg("resumed"), tiny_model_dir, resume=True)
 

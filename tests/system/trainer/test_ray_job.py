@@ -43,7 +43,7 @@ def _forget_head(port: str) -> None:
 
 
 def test_ray_job_submit_grpo(tmp_path, tiny_model_dir):
-    """The README's launch path: token authentication on explicitly for the head and the job CLI alike (Ray
+    """The launch path: token authentication on explicitly for the head and the job CLI alike (Ray
     enables it for `ray start --head` whenever ~/.ray/auth_token exists, but its job CLI sends the token only
     in token mode), with this test's own token, so neither earlier tests nor that file matter."""
     import uuid

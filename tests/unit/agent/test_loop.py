@@ -19,7 +19,8 @@ def test_malformed_output_becomes_observations_and_episode_continues(cfg, sandbo
     ep = run_episodes(Scripted(turns), [task], env, ToolRunner(sandbox), max_turns=9,
                       reward_weights=cfg.rewards)[0]
     tool_msgs = [m["content"] for m in ep.messages if m["role"] == "tool"]
-    assert tool_msgs[0].startswith("error: no tool call") and tool_msgs[1].startswith("error: tool call is not valid JSON")
+    assert (tool_msgs[0].startswith("error: no tool call")
+            and tool_msgs[1].startswith("error: tool call is not valid JSON"))
     assert tool_msgs[2] == NOTE_ACK
     assert ep.correct and ep.finish_reason == "answer" and ep.stats["parse_errors"] == 2
     assert ep.rewards["correctness"] == 1.0 and ep.rewards["format"] == -0.5  # 2 of 4 turns malformed
@@ -52,7 +53,8 @@ def test_garbage_sandbox_replies_and_raising_runners_end_only_their_episode(cfg,
     name = tool.executor.function
     garbage = tool.executor.source + (f"\n_real = {name}\n\ndef {name}(**kw):\n    import os\n"
                                       "    os.write(3, b'garbage{')\n    return _real(**kw)\n")
-    tasks[0] = dataclasses.replace(tasks[0], tools=(Tool(tool.schema, PythonExecutor(garbage, name)), *tasks[0].tools[1:]))
+    tasks[0] = dataclasses.replace(tasks[0],
+                                   tools=(Tool(tool.schema, PythonExecutor(garbage, name)), *tasks[0].tools[1:]))
 
     def call(t):  # every required argument present, so the call reaches the sandbox
         args = {p: "x" for p in t.schema["parameters"].get("required", [])}

@@ -83,5 +83,6 @@ def test_judge_labels_are_averaged_and_no_finish_is_unsolved(tmp_path):
         assert [ep.grade for ep in finished] == [0.75, 0.75]  # (Solved 1 + Unsure 0.5) / 2 runs
         assert unfinished[0].finish_reason == "max_turns" and unfinished[0].grade == 0.0
         assert len(judge.requests) == 4  # the unfinished episode was not sent to the judge
-        assert {t.question for t in tasks} == {r[1]["content"].split("\n")[0].removeprefix("Query: ") for r in judge.requests}
+        assert {t.question for t in tasks} == {r[1]["content"].split("\n")[0].removeprefix("Query: ")
+                                               for r in judge.requests}
     assert env.metric_value([0.75, 0.75, 0.0]) == pytest.approx(50.0)

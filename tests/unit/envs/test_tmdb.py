@@ -19,7 +19,8 @@ def test_54_tools_with_valid_schemas():
         assert re.match(r"^[a-z0-9_]{1,64}$", s["name"]) and s["parameters"]["type"] == "object"
         assert set(s["parameters"]["required"]) <= set(s["parameters"]["properties"])
     person = next(s for s in schemas if s["name"] == "get_person_person_id_movie_credits")
-    assert person["parameters"]["required"] == ["person_id"] and person["parameters"]["properties"]["person_id"]["type"] == "integer"
+    assert (person["parameters"]["required"] == ["person_id"]
+            and person["parameters"]["properties"]["person_id"]["type"] == "integer")
     search = next(s for s in schemas if s["name"] == "get_search_person")
     assert "query" in search["parameters"]["required"] and "page" in search["parameters"]["properties"]
     assert all(isinstance(t.executor, VirtualApiExecutor) for t in tasks[0].tools)  # no key here: the tool server
@@ -33,7 +34,8 @@ def test_correct_path_rate_on_hand_made_paths():
     assert covers_in_order(names, ["get_movie_popular", names[0], "get_search_movie", names[0], names[1]])
     assert not covers_in_order(names, [names[1], names[0]])  # wrong order
     assert not covers_in_order(names, [names[0]])  # missing a step
-    assert covers_in_order([names[0], names[0]], [names[0], names[0]]) and not covers_in_order([names[0], names[0]], [names[0]])
+    assert (covers_in_order([names[0], names[0]], [names[0], names[0]])
+            and not covers_in_order([names[0], names[0]], [names[0]]))
     env = make_env(build_config({}, ["env.name=tmdb"]).env)
     task = next(t for t in env.tasks("test") if t.metadata["solution"] == gold)
     episode = Episode("e", task.id, [], [], calls=["get_search_person", "get_person_person_id_movie_credits", "Finish"])
@@ -64,7 +66,8 @@ def test_success_rate_from_a_judge_beside_the_path_metric(tmp_path):
                     '<tool_call>\n{"name": "get_search_person", "arguments": {"query": "Sofia Coppola"}}\n</tool_call>'
                     for r in requests]
 
-    with FakeOpenAI(lambda messages: "Label: Solved" if "7 films" in messages[1]["content"] else "Label: Unsolved") as judge:
+    with FakeOpenAI(lambda messages: "Label: Solved" if "7 films" in messages[1]["content"]
+                    else "Label: Unsolved") as judge:
         cfg = build_config({}, ["env.name=tmdb", "eval.num_tasks=2", f"env.judge.base_url={judge.base_url}"])
         report = evaluate(cfg, tmp_path, policy=SearchThenAnswer())  # tool server started for the run
     assert report["success_rate"] == 100.0 and report["correct_path_rate"] == 0.0  # gold needs a second endpoint

@@ -4,7 +4,6 @@ from toolmaster.envs import make_env
 from toolmaster.envs.toolhop import official_correct
 
 
-
 def _env():
     return make_env(build_config({}, ["env.name=toolhop", f"env.toolhop.data={TOOLHOP}"]).env)
 

@@ -7,7 +7,7 @@ from toolmaster.agent.loop import run_episodes
 from toolmaster.config import build_config
 from toolmaster.envs import make_env
 from toolmaster.envs.toolworld.quirks import IN_DOMAIN_KINDS, OOD_KINDS
-from toolmaster.teacher.scripted import ScriptedTeacher
+from toolmaster.teacher.scripted import ScriptedTeacher, _PerToolTeacher
 from toolmaster.tools.base import ToolRunner
 
 
@@ -45,7 +45,8 @@ def test_val_split_has_its_own_tasks_on_unseen_tools(cfg):
     val, test = env.tasks("val", 200), env.tasks("test", 200)
     assert all(t.id.startswith("toolworld-val-") and t.metadata["split"] == "val" for t in val)
     assert not {t.question for t in val} & {t.question for t in test}
-    for kind, tr, va in zip(("tool names", "parameter names", "entities"), _names(env.tasks("train", 300)), _names(val)):
+    for kind, tr, va in zip(("tool names", "parameter names", "entities"), _names(env.tasks("train", 300)),
+                            _names(val)):
         assert not tr & va, f"val shares {kind} with train"
     assert {q["kind"] for t in val for q in t.metadata["quirks"].values()} - {"none"} == set(IN_DOMAIN_KINDS)
 
@@ -94,14 +95,15 @@ def test_tools_reveal_their_rule_in_errors(cfg):
         runner.close()
 
 
-@pytest.mark.parametrize("trial_order", ["per_tool", "upfront"])
+@pytest.mark.parametrize("trial_order", ["per_tool", "upfront"])  # per_tool: the tiny model's corpus teacher
 def test_scripted_teacher_trajectories_replay_correct(cfg, trial_order):
+    teacher = _PerToolTeacher if trial_order == "per_tool" else ScriptedTeacher
     env = make_env(cfg.env)
     runner = ToolRunner.from_config(cfg.sandbox)
     try:
         for split in ("train", "test", "test_ood"):
             tasks = env.tasks(split, 40)
-            episodes = run_episodes(ScriptedTeacher(trial=True, mistake_rate=0.5, trial_order=trial_order), tasks, env, runner,
+            episodes = run_episodes(teacher(trial=True, mistake_rate=0.5), tasks, env, runner,
                                     max_turns=cfg.env.max_turns)
             assert all(e.correct for e in episodes), [e.answer for e in episodes if not e.correct]
             assert sum(e.stats["corrections"] for e in episodes) > 0
@@ -109,8 +111,10 @@ def test_scripted_teacher_trajectories_replay_correct(cfg, trial_order):
             assert all(e.stats["trial_calls"] == 2 * t.metadata["hops"] for e, t in zip(episodes, tasks))
             if trial_order == "upfront":  # the trial phase comes first: one note, after the last trial call
                 for e in episodes:
-                    notes = [i for i, m in enumerate(e.messages) if m["role"] == "assistant" and "<experience>" in m["content"]]
-                    calls = [i for i, m in enumerate(e.messages) if m["role"] == "assistant" and "<tool_call>" in m["content"]]
+                    notes = [i for i, m in enumerate(e.messages)
+                             if m["role"] == "assistant" and "<experience>" in m["content"]]
+                    calls = [i for i, m in enumerate(e.messages)
+                             if m["role"] == "assistant" and "<tool_call>" in m["content"]]
                     assert len(notes) == 1 and notes[0] == calls[e.stats["trial_calls"]]  # opens the first real call
             # replay: re-running the recorded calls through fresh tools gives the recorded observations
             for ep, task in zip(episodes[:10], tasks[:10]):
@@ -120,7 +124,8 @@ def test_scripted_teacher_trajectories_replay_correct(cfg, trial_order):
                         call = json.loads(body)
                         missing = set(task.tool(call["name"]).schema["parameters"]["required"]) - set(call["arguments"])
                         if missing:  # a bare trial call: the parser's schema check names what the tool takes
-                            assert all(f"missing required argument '{m}'" in ep.messages[i + 1]["content"] for m in missing)
+                            assert all(f"missing required argument '{m}'" in ep.messages[i + 1]["content"]
+                                       for m in missing)
                             continue
                         replayed = runner.run(task.tool(call["name"]), call["arguments"])
                         assert replayed.content == ep.messages[i + 1]["content"]

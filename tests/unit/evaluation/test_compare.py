@@ -1,7 +1,9 @@
 """Paired comparison of two evaluations on the same held-out tasks."""
+import json
+
 import pytest
 
-from toolmaster.evaluation.compare import describe, main, paired_difference, sign_test
+from toolmaster.evaluation.compare import describe, load_report, paired_difference, sign_test
 
 
 def _report(solved: list[int], ids=None, error_at=()):
@@ -37,15 +39,14 @@ def test_only_shared_tasks_count_and_an_errored_episode_scores_zero():
         paired_difference(before, _report([1], ids=["z"]))
 
 
-def test_the_command_compares_two_evaluation_folders_per_task_group(tmp_path, capsys):
-    import json
-
-    for name, solved, group in (("sft", [1] * 10 + [0] * 10, 0.5), ("grpo", [1] * 8 + [0, 0] + [1] * 6 + [0] * 4, 0.7)):
-        (tmp_path / name).mkdir()
-        report = {**_report(solved), "metric": "success", "success": sum(solved) / 20, "breakdown": {"group=2-hop": group}}
-        (tmp_path / name / "report.json").write_text(json.dumps(report))
-    assert main([str(tmp_path / "sft"), str(tmp_path / "grpo" / "report.json")]) == 0
-    out = capsys.readouterr().out
-    assert "success: 0.500 -> 0.700" in out and "fixed 6, broken 2" in out and "group=2-hop: 0.500 -> 0.700" in out
-    with pytest.raises(SystemExit, match="no report.json"):
-        main([str(tmp_path / "sft"), str(tmp_path / "missing")])
+def test_a_report_is_read_from_its_file_or_folder_and_anything_else_is_one_clear_error(tmp_path):
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "report.json").write_text(json.dumps(_report([1, 0])))
+    assert load_report(str(tmp_path / "eval")) == load_report(str(tmp_path / "eval" / "report.json"))
+    (tmp_path / "garbled.json").write_text("{not json")
+    (tmp_path / "summary.json").write_text(json.dumps({"success": {"sft": 0.6, "grpo": 0.7}}))  # the quickstart's
+    (tmp_path / "graded.json").write_text(json.dumps({"items": [{"task_id": "a", "grade": "yes"}]}))
+    for name, message in (("missing", "no report.json"), ("garbled.json", "not a readable JSON report"),
+                          ("summary.json", "not an evaluation report"), ("graded.json", "not an evaluation report")):
+        with pytest.raises(ValueError, match=message):
+            load_report(str(tmp_path / name))

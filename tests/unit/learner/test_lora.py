@@ -8,7 +8,8 @@ from toolmaster.learner.actor import merged_lora_state, with_lora
 def test_merged_state_reproduces_the_adapted_model(tiny_model_dir):
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    model = with_lora(base, {"rank": 4, "alpha": 8.0, "dropout": 0.0, "target_modules": ["q_proj", "v_proj", "down_proj"]})
+    model = with_lora(base, {"rank": 4, "alpha": 8.0, "dropout": 0.0,
+                             "target_modules": ["q_proj", "v_proj", "down_proj"]})
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n for n in trainable)
     for n, p in model.named_parameters():
@@ -28,5 +29,7 @@ def test_merged_state_reproduces_the_adapted_model(tiny_model_dir):
     with torch.no_grad():
         assert (fresh(ids).logits - adapted).abs().max() < 1e-4
     original = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).state_dict()
-    assert torch.equal(state["model.layers.0.self_attn.k_proj.weight"], original["model.layers.0.self_attn.k_proj.weight"])
-    assert not torch.equal(state["model.layers.0.self_attn.q_proj.weight"], original["model.layers.0.self_attn.q_proj.weight"])
+    assert torch.equal(state["model.layers.0.self_attn.k_proj.weight"],
+                       original["model.layers.0.self_attn.k_proj.weight"])
+    assert not torch.equal(state["model.layers.0.self_attn.q_proj.weight"],
+                           original["model.layers.0.self_attn.q_proj.weight"])

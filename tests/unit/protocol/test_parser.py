@@ -64,7 +64,8 @@ _fragments = st.sampled_from([
     '"name"', '"arguments"', ":", ",", '"get_velo"', '"ping"', '"tavo"', "null", "1e999", "-0", "\\u0000",
     '"\\ud800"', "\n", " ", "[" * 3000, "9" * 5000, '{"name": "get_velo", "arguments": {"tavo": ',
 ])
-_text = st.one_of(st.text(max_size=300), st.lists(st.one_of(_fragments, st.text(max_size=20)), max_size=40).map("".join))
+_text = st.one_of(st.text(max_size=300),
+                  st.lists(st.one_of(_fragments, st.text(max_size=20)), max_size=40).map("".join))
 
 
 @settings(max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck), database=None)

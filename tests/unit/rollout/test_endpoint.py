@@ -21,8 +21,8 @@ def test_tool_calls_are_parsed_and_malformed_ones_stay_text():
     probe, finish = to_openai_message('<tool_call>{"name": "add", "arguments": {"a": 2}}</tool_call>', [ADD])
     assert finish == "tool_calls" and json.loads(probe["tool_calls"][0]["function"]["arguments"]) == {"a": 2}
     for bad in ['<tool_call>{"name": "mul", "arguments": {}}</tool_call>', '<tool_call>{not json',
-                '<tool_call>{"name": "add", "arguments": {}}', '<tool_call>{"name": "add", "arguments": [1]}</tool_call>',
-                "just text"]:
+                '<tool_call>{"name": "add", "arguments": {}}',
+                '<tool_call>{"name": "add", "arguments": [1]}</tool_call>', "just text"]:
         message, finish = to_openai_message(bad, [ADD])
         assert finish == "stop" and message == {"role": "assistant", "content": bad}
 
@@ -56,6 +56,7 @@ def test_a_stop_string_is_cut_from_the_returned_text():
     assert visible_text("abc STOP def", ["STOP"]) == "abc "
     assert visible_text("x; y. z", [".", ";"]) == "x"  # the earliest stop string ends the turn
     assert visible_text("no stop here", ["##"]) == visible_text("no stop here", None) == "no stop here"
-    assert _stop_list({"stop": "x"}) == ["x"] and _stop_list({}) is None and _stop_list({"stop": ["a", "b"]}) == ["a", "b"]
+    assert (_stop_list({"stop": "x"}) == ["x"] and _stop_list({}) is None
+            and _stop_list({"stop": ["a", "b"]}) == ["a", "b"])
     with pytest.raises(ValueError, match="stop must be a string or a list of strings"):
         _stop_list({"stop": 5})

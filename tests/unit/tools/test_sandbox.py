@@ -30,7 +30,8 @@ HOSTILE = {
     "opens a socket": ("import socket\ndef f(**_):\n    socket.create_connection(('127.0.0.1', 9))\n", "not allowed"),
     "uses ctypes": ("import ctypes\ndef f(**_):\n    ctypes.CDLL(None)\n", "not allowed"),
     "floods stdout": ("def f(**_):\n    while True:\n        print('x' * 4096)\n", "timed out"),
-    "floods its reply pipe": ("import os\ndef f(**_):\n    while True:\n        os.write(3, b'x' * 65536)\n", "malformed"),
+    "floods its reply pipe": ("import os\ndef f(**_):\n    while True:\n        os.write(3, b'x' * 65536)\n",
+                              "malformed"),
     # writes outside scratch, by every API
     "writes by path": ("def f(target, **_):\n    open(target + '/x', 'w').write('x')\n", None),
     "writes via dir_fd": ("import os\ndef f(target, **_):\n    fd = os.open(target, os.O_RDONLY)\n"
@@ -40,18 +41,18 @@ HOSTILE = {
     "writes through a symlink": ("import os\ndef f(target, **_):\n    os.symlink(target, 'link')\n"
                                  "    open('link/x', 'w').write('x')\n", None),
     "makes a fifo outside": ("import os\ndef f(target, **_):\n    os.mkfifo(target + '/fifo')\n", None),
-    "makes a device node": ("import os\ndef f(target, **_):\n    os.mknod('null2', 0o666 | 0o020000, os.makedev(1, 3))\n",
-                            None),
+    "makes a device node": ("import os\ndef f(target, **_):\n"
+                            "    os.mknod('null2', 0o666 | 0o020000, os.makedev(1, 3))\n", None),
     "deletes outside scratch": ("import os\ndef f(target, **_):\n    os.remove(target + '/sentinel')\n", None),
     "deletes a system file": ("import os\ndef f(**_):\n    os.remove('/etc/hostname')\n", None),
     # reads of what belongs to the trainer
     "reads the parent's environment": (
-        "def f(parent_pid, **_):\n    return open(f'/proc/{parent_pid}/environ', 'rb').read().decode(errors='replace')\n",
-        None),
+        "def f(parent_pid, **_):\n"
+        "    return open(f'/proc/{parent_pid}/environ', 'rb').read().decode(errors='replace')\n", None),
     "reads its own environment": ("import os\ndef f(**_):\n    return dict(os.environ)\n", None),
     "reads a file in the home directory": ("def f(home_file, **_):\n    return open(home_file).read()\n", None),
-    "lists the home directory": ("import os\ndef f(home_file, **_):\n    return os.listdir(os.path.dirname(home_file))\n",
-                                 None),
+    "lists the home directory": ("import os\ndef f(home_file, **_):\n"
+                                 "    return os.listdir(os.path.dirname(home_file))\n", None),
     # state left behind for the next call
     "leaves a thread running": (
         "import os, threading, time\ndef f(**_):\n    def loop():\n        while True:\n"

@@ -14,7 +14,7 @@ from dataclasses import asdict
 from toolmaster.envs.base import Task
 from toolmaster.envs.toolworld.names import code, distinct_codes
 from toolmaster.envs.toolworld.quirks import NO_QUIRK, Quirk, sample_quirk
-from toolmaster.tools.base import PythonExecutor, Tool
+from toolmaster.tools.spec import PythonExecutor, Tool
 
 _DESCRIPTIONS = ("Returns the {rel} of an item.", "Looks up the {rel} linked to a record.",
                  "Finds the {rel} for the given entry.")
@@ -92,7 +92,8 @@ def generate_task(cfg, split: str, index: int) -> Task:
         question=_question(relations[:hops], chain[0]),
         tools=tuple(tools[i] for i in order),
         reference=chain[-1],
-        # the report's breakdown: hops/the first tool's rule, the axes the held-out failures follow (README)
+        # the report's breakdown: hops/the first tool's rule, the axes the held-out failures follow
+        # (docs/grpo.md, "What limits the gain")
         metadata={"split": task_split, "hops": hops, "group": f"{hops}-hop/{quirks[names[0]]['kind']}",
                   "chain": chain, "plan": names[:hops],
                   "params": dict(zip(names, params)), "relations": dict(zip(names, relations)), "quirks": quirks},

@@ -54,7 +54,8 @@ class Quirk:
                     f"key = key[:-{len(self.value)}]"]
         if self.kind == "enum":
             return [f"if {self.option} != {v}:",
-                    f"    raise ValueError(f\"unsupported {self.option} {{{self.option}!r}}; supported: '{self.value}'\")"]
+                    f"    raise ValueError(f\"unsupported {self.option} {{{self.option}!r}}; "
+                    f"supported: '{self.value}'\")"]
         if self.kind == "wrap":
             return ["if not (key.startswith('[') and key.endswith(']')):",
                     f"    raise ValueError(f\"bad {param} {{key!r}}: the value must be wrapped in square brackets\")",

@@ -2,7 +2,7 @@
 after a gap of other protocol text, ``x GAP SEP x``, at several gap lengths: the copy pre-training's own
 task (toolmaster/models/pretrain.py), measured on fresh windows.
 
-    .venv/bin/python benchmarks/copy_distance.py MODEL [MODEL ...] [--gaps 0 50 150 300 600] [--span 12]
+    .venv/bin/python experiments/copy_distance.py MODEL [MODEL ...] [--gaps 0 50 150 300 600] [--span 12]
 
 Near 0 is a model that copies from that far; near or above ln(vocabulary) (≈ 6.6) is one that cannot.
 """

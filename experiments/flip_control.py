@@ -6,7 +6,7 @@ own update with its entries shuffled within each tensor (the same magnitudes, pe
 a random direction). The SFT model, the GRPO model and the controls are evaluated on the same held-out
 tasks (greedy, one rollout fleet).
 
-    .venv/bin/python benchmarks/flip_control.py --before runs/sft/checkpoints/latest \
+    .venv/bin/python experiments/flip_control.py --before runs/sft/checkpoints/latest \
         --after runs/grpo/checkpoints/latest --out runs/flip_control [--controls 2] [--eval-tasks 200]
 
 Prints, per model: held-out success, and the tasks fixed and broken against the SFT model.
@@ -51,7 +51,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from toolmaster.config import load_config
-    from toolmaster.quickstart import evaluate_stages
+    from toolmaster.evaluation.stages import evaluate_stages
 
     out = Path(args.out)
     stages = {"sft": args.before, "grpo": args.after}

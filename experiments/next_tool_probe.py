@@ -3,10 +3,10 @@ the model gives each digit of the second tool's name right after the first hop's
 tool's hidden rule; and the same after the first tool's failed plain call and its error are repeated twice
 more (a longer, otherwise identical context: does the choice survive distance?).
 
-    .venv/bin/python benchmarks/next_tool_probe.py --model runs/sft/checkpoints/latest --data runs/data [--examples 40]
+    .venv/bin/python experiments/next_tool_probe.py --model runs/sft/checkpoints/latest --data runs/data [--examples 40]
 
 A digit probability near 1 is a choice the policy makes; near 0.1 (one in ten digits) is a guess, which a
-GRPO group of 8 almost never turns into a success (see benchmarks/rl_reach.py).
+GRPO group of 8 almost never turns into a success (see `toolmaster eval --reach 8`).
 """
 import argparse
 import json

@@ -5,7 +5,7 @@ entity ids, tool names, argument values read off the context) and written ones (
 positions where the after-model's greedy choice is no longer the token the before-model wrote ("flips":
 where its greedy episode leaves the solved one).
 
-    .venv/bin/python benchmarks/logprob_drift.py --before SFT_DIR --after GRPO_DIR --episodes EVAL_DIR \
+    .venv/bin/python experiments/logprob_drift.py --before SFT_DIR --after GRPO_DIR --episodes EVAL_DIR \
         [--config configs/quickstart.yaml] [--show 12]
 
 EVAL_DIR is the before-model's `toolmaster eval` (or grpo_gain.py's eval_sft) directory: report.json and

@@ -4,7 +4,7 @@ low probability (a mis-copied id, a broken tag), the contrast is "a tail token w
 greedy policy never does: pushing it down sharpens the sampler and leaves greedy success where it was, while
 the failure's large negative advantage lands on every other token of it too.
 
-    .venv/bin/python benchmarks/sampler_noise.py --model runs/sft/checkpoints/latest \
+    .venv/bin/python experiments/sampler_noise.py --model runs/sft/checkpoints/latest \
         [--tasks 48] [--samples 8] [--split train] [--samplers t1,minp0.1] [key=value ...]
 
 Runs each task once greedily, then ``--samples`` times (one GRPO group) with each sampler (``t1``:

@@ -4,20 +4,18 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-import ray
 
 from tests.integration.trainer.test_grpo import _config
 
 ROOT = str(Path(__file__).resolve().parents[3])
 
 
-@pytest.fixture(scope="module")
-def ray_with_failing_grader():
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
-             runtime_env={"worker_process_setup_hook": "tests.fakes.failing_grader_hook",
-                          "env_vars": {"PYTHONPATH": ROOT}})
-    yield
-    ray.shutdown()
+@pytest.fixture
+def ray_with_failing_grader(fresh_ray):
+    """Ray of its own: the hook patches the grader in every worker process it starts."""
+    from tests.conftest import RAY_ENV
+
+    fresh_ray(runtime_env={**RAY_ENV, "worker_process_setup_hook": "tests.fakes.failing_grader_hook"})
 
 
 def _garbage_tools(env):
@@ -37,12 +35,12 @@ def _garbage_tools(env):
 
 def test_a_raising_grader_and_garbage_tool_replies_fail_only_their_episodes(ray_with_failing_grader, tmp_path,
                                                                            tiny_model_dir):
-    from toolmaster.trainer.grpo import GRPOTrainer
+    from toolmaster.trainer.grpo import start_grpo
 
     steps, b, g = 2, 2, 2  # _config's B and G
     cfg = _config(tmp_path / "run", 2, steps=steps, extra=["rollout.num_workers=2", "rollout.num_cpus_per_worker=0.25",
                                                            "rollout.episode_retries=1", "env.max_turns=3"])
-    trainer = GRPOTrainer(cfg, tiny_model_dir)
+    trainer = start_grpo(cfg, tiny_model_dir)
     _garbage_tools(trainer.env)
     history, observations = [], []  # observations: per episode that called a tool
     try:

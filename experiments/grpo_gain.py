@@ -2,7 +2,7 @@
 GRPO model evaluated on the same held-out tasks (greedy, one rollout fleet), side by side with how far
 GRPO moved the weights.
 
-    .venv/bin/python benchmarks/grpo_gain.py --model runs/sft/checkpoints/latest --out runs/gain \
+    .venv/bin/python experiments/grpo_gain.py --model runs/sft/checkpoints/latest --out runs/gain \
         [--eval-tasks 200] [--after GRPO_CHECKPOINT] [key=value ...]   # e.g. grpo.steps=20 grpo.group_size=8
 
 Prints success, finish rate, trial calls, corrections and turns per episode for both models, their
@@ -22,7 +22,6 @@ def weight_distance(a_dir: str, b_dir: str) -> tuple[float, float]:
     """(‖b − a‖ / ‖a‖ over all shared tensors, max |b − a|)."""
     import glob
 
-    import torch
     from safetensors.torch import load_file
 
     def load(d):
@@ -70,7 +69,7 @@ def main() -> None:
 
     from toolmaster.config import load_config
     from toolmaster.evaluation.compare import describe, paired_difference
-    from toolmaster.quickstart import evaluate_stages
+    from toolmaster.evaluation.stages import evaluate_stages
     from toolmaster.trainer.grpo import train_grpo
 
     out = Path(args.out)
@@ -93,7 +92,8 @@ def main() -> None:
                "overrides": args.overrides, "eval_tasks": args.eval_tasks,
                "train_success": [h["success"] for h in history]}
     summary["episode_classes"] = transitions(reports["sft"], reports["grpo"])
-    summary["paired"] = {stage: paired_difference(reports["sft"], reports[stage]) for stage in reports if stage != "sft"}
+    summary["paired"] = {stage: paired_difference(reports["sft"], reports[stage])
+                         for stage in reports if stage != "sft"}
     if chosen:
         summary["chosen"] = {**best, "stage": chosen, "success": rows[chosen]["success"]}
     (out / "gain.json").write_text(json.dumps(summary, indent=2))

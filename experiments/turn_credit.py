@@ -2,7 +2,8 @@
 ``grpo.save_rollouts=true`` (``rollouts/step-N.jsonl``) and sums, per kind of assistant turn, the advantage
 that the trained turns carried, split by whether the episode succeeded.
 
-    .venv/bin/python benchmarks/turn_credit.py RUN_DIR     # e.g. G/grpo after benchmarks/grpo_gain.py ... grpo.save_rollouts=true
+    .venv/bin/python experiments/turn_credit.py RUN_DIR
+    # e.g. RUN_DIR = G/grpo after experiments/grpo_gain.py --out G ... grpo.save_rollouts=true
 
 Turn kinds (toolworld's protocol): ``trial`` — a call before the first experience note; after it,
 ``execution ok`` / ``execution failed`` — a call whose observation is a result / an error, unless it follows

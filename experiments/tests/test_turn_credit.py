@@ -1,9 +1,9 @@
-"""benchmarks/turn_credit.py: the kind of each assistant turn, and the advantage each kind carried."""
+"""experiments/turn_credit.py: the kind of each assistant turn, and the advantage each kind carried."""
 import json
 
 import pytest
 
-from benchmarks import turn_credit
+from experiments import turn_credit
 
 
 def _call(args):
@@ -15,7 +15,8 @@ MESSAGES = [
     {"role": "assistant", "content": _call({})}, {"role": "tool", "content": "error: missing required argument 'p1'"},
     {"role": "assistant", "content": "<experience>p1 needs '-s1'.</experience>\n" + _call({"p1": "e1"})},
     {"role": "tool", "content": "error: ValueError: bad p1 'e1'"},
-    {"role": "assistant", "content": _call({"p1": "e1"})}, {"role": "tool", "content": "error: ValueError: bad p1 'e1'"},
+    {"role": "assistant", "content": _call({"p1": "e1"})},
+    {"role": "tool", "content": "error: ValueError: bad p1 'e1'"},
     {"role": "assistant", "content": _call({"p1": "e1-s1"})}, {"role": "tool", "content": '{"r1": "e2"}'},
     {"role": "assistant", "content": "<answer>e2</answer>"},
 ]

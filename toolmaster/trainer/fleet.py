@@ -1,0 +1,56 @@
+"""The actors a run trains with: the rollout pool (vLLM workers, tool-environment actors) and the learner
+group (DeepSpeed ranks). ``build_fleet`` makes the real ones; drivers take a fleet, so one fleet can serve
+several runs (``reset`` between them) and driver logic runs against fakes in unit tests."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from toolmaster.learner.group import LearnerGroup
+from toolmaster.ray_utils import init_ray
+from toolmaster.rollout.pool import RolloutPool
+
+
+@dataclass
+class Fleet:
+    pool: RolloutPool
+    learners: LearnerGroup
+
+    def reset(self, model_dir: str, cfg, version: int = 0) -> None:
+        """Start the next run on ``model_dir`` (served as ``version``) with ``cfg``'s learner and episode
+        settings; engines, ranks and placement stay (``fleet_key`` says which configs may share a fleet)."""
+        self.learners.reset(model_dir, cfg)
+        self.pool.reset(model_dir, cfg, version)
+
+    def close(self) -> None:
+        self.pool.shutdown()
+        self.learners.shutdown()
+
+
+def build_fleet(cfg, model_dir: str, version: int = 0) -> Fleet:
+    """Learner ranks and rollout workers on ``model_dir``; a run resumed at ``version`` starts its engines
+    from that version's checkpoint."""
+    init_ray()
+    learners = LearnerGroup(cfg, model_dir)
+    pool = RolloutPool(cfg, model_dir)
+    if cfg.rollout.weight_transport != "object_store":  # a transport with a standing connection (NCCL)
+        learners.connect_transport(cfg.rollout.weight_transport, list(pool.workers.values()))
+    if version:  # the engines loaded the checkpoint, which is this version
+        pool.update_weights({"version": version, "ref": None, "preloaded": True})
+    return Fleet(pool, learners)
+
+
+def fleet_key(cfg, model_dir: str) -> str:
+    """What a fleet is built from and a reset cannot change: the model architecture (tied or not: engines
+    serve untied exports), engines, worker and rank counts, resources and transport."""
+    import json
+    from pathlib import Path
+
+    arch = json.loads((Path(model_dir) / "config.json").read_text())
+    arch.pop("tie_word_embeddings", None)
+    r, lc = cfg.rollout, cfg.learner
+    return json.dumps({"arch": arch, "engine": r.engine.model_dump(), "workers": r.num_workers,
+                       "worker_resources": [r.num_cpus_per_worker, r.num_gpus_per_worker, r.resources],
+                       "transport": r.weight_transport, "autoscale": r.autoscale.model_dump(),
+                       "env_actors": cfg.env_actors.model_dump(), "sandbox": cfg.sandbox.model_dump(),
+                       "ranks": [lc.num_ranks, lc.num_cpus_per_rank, lc.num_gpus_per_rank, lc.resources,
+                                 lc.backend]}, sort_keys=True)

@@ -1,0 +1,14 @@
+"""The transport a config names, built from the concrete classes (which import only the interface)."""
+from __future__ import annotations
+
+from toolmaster.weights.base import WeightTransport
+from toolmaster.weights.nccl import NCCLTransport
+from toolmaster.weights.object_store import ObjectStoreTransport
+
+TRANSPORTS: dict[str, type[WeightTransport]] = {"object_store": ObjectStoreTransport, "nccl": NCCLTransport}
+
+
+def make_transport(name: str) -> WeightTransport:
+    if name not in TRANSPORTS:
+        raise ValueError(f"unknown weight transport {name!r}")
+    return TRANSPORTS[name]()
