@@ -53,8 +53,10 @@ def sandbox():
 
 
 ROOT = Path(__file__).resolve().parents[1]
-# rollout workers import test agents (tests.agents) and the verifiers taskset written here (vf_codes)
-RAY_ENV = {"env_vars": {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "vf_plugins")])}}
+# rollout workers import test agents (tests.agents) and the verifiers taskset written here (vf_codes); faults
+# are injected in worker processes only for tasks that ask (tests/fakes.py)
+RAY_ENV = {"env_vars": {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "vf_plugins")])},
+           "worker_process_setup_hook": "tests.fakes.fault_injection_hook"}
 sys.path.insert(0, str(ROOT / "tests" / "vf_plugins"))
 
 

@@ -45,9 +45,10 @@ class FakeOpenAI:
         self.close()
 
 
-def failing_grader_hook() -> None:
-    """A Ray worker setup hook for tests, in the worker processes only (the driver's code is untouched):
-    toolworld's grader raises for every task whose index is a multiple of 3, and after each episode's first
+def fault_injection_hook() -> None:
+    """The Ray worker setup hook of the test session, in worker processes only (the driver's code is
+    untouched). It does nothing unless a task asks, in its metadata (set by a test in the driver):
+    ``grader_raises``: toolworld's grader raises for that task; ``probe_first_tool``: after the episode's first
     turn the task's first tool is called once through the worker's real tool runner, its observation added
     (so a tool runs even when the tiny model calls none)."""
     from toolmaster.agent import loop
@@ -57,7 +58,8 @@ def failing_grader_hook() -> None:
 
     def take_turn_and_probe(episode, task, text, runner, tracker):
         take_turn(episode, task, text, runner, tracker)
-        if sum(m["role"] == "assistant" for m in episode.messages) == 1 and not episode.done:
+        first_turn = sum(m["role"] == "assistant" for m in episode.messages) == 1
+        if task.metadata.get("probe_first_tool") and first_turn and not episode.done:
             tool = task.tools[0]
             result = runner.run(tool, {p: "x" for p in tool.schema["parameters"].get("required", [])})
             episode.messages.append({"role": "tool", "content": result.content})
@@ -67,7 +69,7 @@ def failing_grader_hook() -> None:
     original = ToolWorld.grade
 
     def grade(self, task, episode):
-        if int(task.id.rsplit("-", 1)[-1]) % 3 == 0:
+        if task.metadata.get("grader_raises"):
             raise RuntimeError("grader exploded")
         return original(self, task, episode)
 

@@ -1,21 +1,6 @@
 import json
 
 
-def test_stages_with_a_report_are_not_rerun_but_still_sampled_for_reach(ray_local, tiny_model_dir, tmp_path):
-    from toolmaster.config import build_config
-    from toolmaster.evaluation.stages import evaluate_stages
-
-    cfg = build_config({}, ["rollout.generation.max_new_tokens=16", "eval.generation.max_new_tokens=16",
-                            "env.max_turns=2", "env.toolworld.eval_tasks=3", "grpo.group_size=2"])
-    measured = {"success": 0.0, "items": [{"correct": False} for _ in range(3)]}
-    reports = evaluate_stages(cfg, tmp_path, {"untrained": tiny_model_dir, "sft": tiny_model_dir},
-                              reach_of="sft", done={"sft": measured})
-    assert list(reports) == ["untrained", "sft"]
-    assert reports["untrained"]["num_items"] == 3 and (tmp_path / "eval_untrained" / "report.json").is_file()
-    assert not (tmp_path / "eval_sft").exists()  # taken as given, not evaluated again
-    assert reports["sft"]["reach"]["failures"] == 3  # its failures were sampled on the fleet
-
-
 def test_the_quickstart_runs_every_stage_through_the_real_engines(ray_local, tmp_path):
     """`toolmaster quickstart` at toy size: tiny model → synthesis → SFT → GRPO (choosing its checkpoint on
     val) → held-out evaluation of each stage, with the paired comparison and the run's files."""

@@ -9,12 +9,15 @@ from toolmaster import console
 from toolmaster.evaluation.compare import paired_difference
 
 
-def evaluate_stages(cfg, out: Path, stages: dict, reach_of: str | None = None, done: dict | None = None) -> dict:
+def evaluate_stages(cfg, out: Path, stages: dict, reach_of: str | None = None, done: dict | None = None,
+                    pool=None) -> dict:
     """Each stage's checkpoint on toolworld's held-out ``eval.split`` (test by default), on one rollout
     fleet: the pool starts with the first checkpoint and loads each next one as a new weight version (no
     engine restarts).
     ``reach_of``: that stage's report also gets ``reach``, its failures sampled as GRPO groups.
-    ``done``: stage -> a report already measured on the same tasks and settings, used instead of a rerun."""
+    ``done``: stage -> a report already measured on the same tasks and settings, used instead of a rerun.
+    ``pool``: a running pool of the same model architecture to evaluate on (left running), instead of one
+    started and stopped here."""
     from toolmaster.envs import make_env
     from toolmaster.evaluation.reach import sample_failures
     from toolmaster.evaluation.runner import eval_tasks, evaluate, fleet_config
@@ -30,8 +33,12 @@ def evaluate_stages(cfg, out: Path, stages: dict, reach_of: str | None = None, d
     reports = dict(done)
     if not served:
         return {stage: reports[stage] for stage in stages}
-    init_ray()
-    pool = RolloutPool(fleet_config(eval_cfg), stages[served[0]])
+    own = pool is None
+    if own:
+        init_ray()
+        pool = RolloutPool(fleet_config(eval_cfg), stages[served[0]])
+    else:
+        pool.reset(stages[served[0]], fleet_config(eval_cfg))
     try:
         for version, stage in enumerate(served):
             path = stages[stage]
@@ -47,7 +54,8 @@ def evaluate_stages(cfg, out: Path, stages: dict, reach_of: str | None = None, d
                         pool, eval_tasks(eval_cfg, make_env(eval_cfg.env)), reports[stage]["items"],
                         cfg.grpo.group_size, cfg.rollout.generation.model_dump())
     finally:
-        pool.shutdown()
+        if own:
+            pool.shutdown()
     return {stage: reports[stage] for stage in stages}
 
 

@@ -60,10 +60,7 @@ class RolloutPool:
         self._episode_seconds: deque = deque(maxlen=32)
         # run() may execute on a background thread (async GRPO) while the driver publishes weights
         self._lock = threading.RLock()
-        self.env_actors = []
-        if cfg.env_actors.num_actors:
-            from toolmaster.envs.actor import start_env_actors
-            self.env_actors = start_env_actors(cfg)
+        self.env_actors = self._start_env_actors(cfg)
         initial = cfg.rollout.num_workers
         if self.autoscaler:
             initial = max(cfg.rollout.autoscale.min_workers, min(cfg.rollout.autoscale.max_workers, initial))
@@ -73,6 +70,16 @@ class RolloutPool:
         while self._starting:  # a worker lost while starting (e.g. its node went away) is replaced
             ready, _ = ray.wait(list(self._starting.values()), num_returns=1)
             self._started(ready[0])
+
+    @staticmethod
+    def _start_env_actors(cfg) -> list:
+        if not cfg.env_actors.num_actors:
+            return []
+        from toolmaster.envs.actor import start_env_actors
+        return start_env_actors(cfg)
+
+    def _stop_env_actors(self) -> None:
+        self._stop_env_actors()
 
     def _spawn(self) -> int:
         with self._lock:
@@ -248,9 +255,12 @@ class RolloutPool:
         from toolmaster.weights.object_store import checkpoint_handle
 
         if cfg is not None:
+            if cfg.env_actors != self.cfg.env_actors:  # the next run runs its tools elsewhere
+                self._stop_env_actors()
+                self.env_actors = self._start_env_actors(cfg)
             self.cfg, self.settings = cfg, EpisodeSettings.of(cfg)
         handle = checkpoint_handle(model_dir, version)
-        ray.get([w.reset.remote(handle) for w in self.workers.values()])
+        ray.get([w.reset.remote(handle, self.env_actors) for w in self.workers.values()])
         self.model_dir, self.latest_handle = model_dir, (handle if version else None)
         self.replaced = self.episode_retries = 0
         self.events, self._episode_seconds = [], deque(maxlen=32)
@@ -263,6 +273,4 @@ class RolloutPool:
             _stop(w)
         self.workers.clear()
         self._starting.clear()
-        for a in self.env_actors:
-            ray.kill(a, no_restart=True)
-        self.env_actors = []
+        self._stop_env_actors()

@@ -68,7 +68,6 @@ class RolloutWorker:
 
         from toolmaster.config import Config
         from toolmaster.rollout.vllm_engine import VLLMEngine
-        from toolmaster.tools.base import ToolRunner
         from toolmaster.weights import make_transport
 
         self.worker_id = worker_id
@@ -82,10 +81,10 @@ class RolloutWorker:
                                  weight_transfer=transport if transport != "object_store" else None)
         from toolmaster.rollout import reaper
         self._reaper = reaper.watch(os.getpid())  # the engine's processes die with this worker, however it dies
+        # tools run on the pool's ToolEnv actors (one runner per environment, since the actors score with
+        # the environment's config), or without them in this worker's own sandbox pool
         self.env_actors = env_actors or []
-        # tools run in this worker's sandbox pool, or on ToolEnv actors (one runner per environment there,
-        # since the actors score with the environment's config)
-        self.local_runner = None if self.env_actors else ToolRunner.from_config(self.cfg.sandbox)
+        self._local_runner = None
         self._envs: dict[str, tuple] = {}  # settings.env_key -> (environment, tool runner)
         self.transport = make_transport(self.cfg.rollout.weight_transport)
         self.endpoint = None  # started for the first episode of an endpoint environment (envs/agent.py)
@@ -135,9 +134,15 @@ class RolloutWorker:
 
             env = make_env(settings.env)
             runner = (RemoteToolRunner(self.env_actors, settings.env.model_dump()) if self.env_actors
-                      else self.local_runner)
+                      else self._local())
             found = self._envs[settings.env_key] = (env, runner)
         return found
+
+    def _local(self):
+        if self._local_runner is None:
+            from toolmaster.tools.base import ToolRunner
+            self._local_runner = ToolRunner.from_config(self.cfg.sandbox)
+        return self._local_runner
 
     def _endpoint(self, env):
         if self.endpoint is None:
@@ -186,9 +191,11 @@ class RolloutWorker:
                 "node": self.node,
                 "timings": {"episode": seconds, "generate": generate, **ep.timings}}
 
-    async def reset(self, handle: dict) -> None:
+    async def reset(self, handle: dict, env_actors: list) -> None:
         """Serve ``handle``'s weights as its version whatever is served now (a shared fleet starting the
-        next run from its base model); counters start again."""
+        next run from its base model), run tools on ``env_actors``; counters start again."""
+        if env_actors != self.env_actors:
+            self.env_actors, self._envs = env_actors, {}
         from toolmaster.weights.object_store import ObjectStoreTransport
 
         async with self._update_lock:  # a checkpoint, through the object store whatever the run's transport
@@ -203,8 +210,8 @@ class RolloutWorker:
 
     def shutdown(self) -> None:
         import shutil
-        if self.local_runner is not None:
-            self.local_runner.close()
+        if self._local_runner is not None:
+            self._local_runner.close()
         self.engine.shutdown()
         self._reaper.terminate()
         shutil.rmtree(self.scratch, ignore_errors=True)

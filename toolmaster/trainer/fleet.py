@@ -41,7 +41,8 @@ def build_fleet(cfg, model_dir: str, version: int = 0) -> Fleet:
 
 def fleet_key(cfg, model_dir: str) -> str:
     """What a fleet is built from and a reset cannot change: the model architecture (tied or not: engines
-    serve untied exports), engines, worker and rank counts, resources and transport."""
+    serve untied exports), engines, worker and rank counts, resources, transport and sandbox (tool-environment
+    actors follow the run)."""
     import json
     from pathlib import Path
 
@@ -51,6 +52,6 @@ def fleet_key(cfg, model_dir: str) -> str:
     return json.dumps({"arch": arch, "engine": r.engine.model_dump(), "workers": r.num_workers,
                        "worker_resources": [r.num_cpus_per_worker, r.num_gpus_per_worker, r.resources],
                        "transport": r.weight_transport, "autoscale": r.autoscale.model_dump(),
-                       "env_actors": cfg.env_actors.model_dump(), "sandbox": cfg.sandbox.model_dump(),
+                       "sandbox": cfg.sandbox.model_dump(),
                        "ranks": [lc.num_ranks, lc.num_cpus_per_rank, lc.num_gpus_per_rank, lc.resources,
                                  lc.backend]}, sort_keys=True)

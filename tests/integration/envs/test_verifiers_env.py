@@ -7,7 +7,6 @@ import importlib.util
 import json
 import math
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -96,18 +95,23 @@ def test_a_verifiers_taskset_trains_two_grpo_steps(fleets, tmp_path, tiny_model_
 
 
 @needs_verifiers
-def test_eval_cli_runs_a_verifiers_taskset(tmp_path, tiny_model_dir):
-    env = {**os.environ, "PYTHONPATH": PYTHONPATH}
-    base = [sys.executable, "-m", "toolmaster.cli", "eval", "--env", "verifiers", "--policy", "model",
-            "--model", tiny_model_dir]
-    bad = subprocess.run([*base, "--out", str(tmp_path / "bad"), "env.verifiers.id=vf_nothing"],
-                         capture_output=True, text=True, env=env)
-    assert bad.returncode == 2 and "cannot load 'vf_nothing'" in bad.stderr
-    assert "Started a local Ray" not in bad.stderr + bad.stdout
-    ok = subprocess.run([*base, "--limit", "2", "--out", str(tmp_path / "eval"), "env.verifiers.id=vf_codes",
-                         "rollout.num_workers=1", "eval.generation.max_new_tokens=24"],
-                        capture_output=True, text=True, env=env)
-    assert ok.returncode == 0, ok.stderr[-2000:]
+def test_eval_runs_a_verifiers_taskset_and_the_cli_refuses_a_bad_one(fleets, tmp_path, tiny_model_dir, capsys,
+                                                                     monkeypatch):
+    from toolmaster.cli import main
+    from toolmaster.config import build_config
+    from toolmaster.evaluation.runner import evaluate
+
+    def no_ray():
+        raise AssertionError("Ray was started")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("toolmaster.ray_utils.init_ray", no_ray)
+        code = main(["eval", "--env", "verifiers", "--policy", "model", "--model", tiny_model_dir,
+                     "--out", str(tmp_path / "bad"), "env.verifiers.id=vf_nothing"])
+    assert code == 2 and "cannot load 'vf_nothing'" in capsys.readouterr().err
+    cfg = build_config({}, ["env.name=verifiers", "env.verifiers.id=vf_codes", f"eval.model={tiny_model_dir}",
+                            "eval.num_tasks=2", "eval.generation.max_new_tokens=24"])
+    evaluate(cfg, tmp_path / "eval", pool=fleets.pool(cfg, tiny_model_dir))
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert report["env"] == "verifiers" and report["num_items"] == 2 and report["failed_episodes"] == {}
     assert "reward/exact_rate" in report and "mean_reply_chars" in report

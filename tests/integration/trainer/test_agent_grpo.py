@@ -3,8 +3,8 @@ endpoint with the real engines."""
 import math
 from pathlib import Path
 
+from tests.integration.trainer.test_chaos import step_with_a_kill
 from tests.integration.trainer.test_grpo import _config
-from tests.system.trainer.test_chaos import step_with_a_kill
 
 ROOT = str(Path(__file__).resolve().parents[3])
 TASKS = str(Path(__file__).resolve().parents[3] / "tests" / "adder_tasks.jsonl")
@@ -80,21 +80,24 @@ def test_max_tokens_and_stop_strings_behave_as_openai_documents(fleets, tmp_path
     assert any(r["judgments"]["stop_hit"] for r in records)  # common letters: some turn met one
 
 
-def test_eval_cli_runs_an_agent_and_refuses_a_bad_entry(tmp_path, tiny_model_dir):
+def test_eval_runs_an_agent_and_the_cli_refuses_a_bad_entry(fleets, tmp_path, tiny_model_dir, capsys, monkeypatch):
     import json
-    import os
-    import subprocess
-    import sys
 
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    base = [sys.executable, "-m", "toolmaster.cli", "eval", "--env", "agent", f"env.agent.tasks={TASKS}"]
-    bad = subprocess.run([*base, "env.agent.entry=tests.agents:nothing", "--policy", "model", "--model",
-                          tiny_model_dir, "--out", str(tmp_path / "bad")], capture_output=True, text=True, env=env)
-    assert bad.returncode == 2 and "tests.agents:nothing' is not an async function" in bad.stderr
-    assert "Started a local Ray" not in bad.stderr + bad.stdout
-    ok = subprocess.run([*base, "env.agent.entry=tests.agents:adder", "--policy", "model", "--model", tiny_model_dir,
-                         "--limit", "2", "--out", str(tmp_path / "eval")], capture_output=True, text=True, env=env)
-    assert ok.returncode == 0, ok.stderr[-2000:]
+    from toolmaster.cli import main
+    from toolmaster.config import build_config
+    from toolmaster.evaluation.runner import evaluate
+
+    def no_ray():
+        raise AssertionError("Ray was started")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("toolmaster.ray_utils.init_ray", no_ray)
+        code = main(["eval", "--env", "agent", f"env.agent.tasks={TASKS}", "env.agent.entry=tests.agents:nothing",
+                     "--policy", "model", "--model", tiny_model_dir, "--out", str(tmp_path / "bad")])
+    assert code == 2 and "tests.agents:nothing' is not an async function" in capsys.readouterr().err
+    cfg = build_config({}, ["env.name=agent", f"env.agent.tasks={TASKS}", "env.agent.entry=tests.agents:adder",
+                            f"eval.model={tiny_model_dir}", "eval.num_tasks=2"])
+    evaluate(cfg, tmp_path / "eval", pool=fleets.pool(cfg, tiny_model_dir))
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert report["env"] == "agent" and report["num_items"] == 2 and report["failed_episodes"] == {}
     assert all(item["stats"]["turns"] == 3 for item in report["items"])

@@ -26,7 +26,13 @@ def test_bad_config_value_fails_before_work(tmp_path, capsys):
     assert not (tmp_path / "report.json").exists()
 
 
-def test_a_split_the_environment_lacks_is_a_config_error_before_any_actor(tmp_path, tiny_model_dir, capsys):
+def test_a_split_the_environment_lacks_is_a_config_error_before_any_actor(tmp_path, tiny_model_dir, capsys,
+                                                                          monkeypatch):
+    def no_ray():
+        raise AssertionError("Ray was started")
+
+    monkeypatch.setattr("toolmaster.trainer.grpo.init_ray", no_ray)
+    monkeypatch.setattr("toolmaster.ray_utils.init_ray", no_ray)
     code = main(["eval", "--env", "toolhop", "--data", str(TOOLHOP), "--policy", "oracle", "--split", "val",
                  "--out", str(tmp_path / "eval")])
     assert code == 2 and ("eval.split = 'val': toolhop has no such split; splits: ['train', 'test']"
@@ -38,8 +44,7 @@ def test_a_split_the_environment_lacks_is_a_config_error_before_any_actor(tmp_pa
     code = main(["grpo", "--model", tiny_model_dir, f"run_dir={tmp_path / 'grpo'}", "env.name=toolhop",
                  f"env.toolhop.data={TOOLHOP}"])
     assert code == 2 and "has no training tasks" in capsys.readouterr().err
-    import ray
-    assert not ray.is_initialized() and not (tmp_path / "grpo").exists()
+    assert not (tmp_path / "grpo").exists()
 
 
 def test_synth_command(tmp_path):
@@ -48,17 +53,6 @@ def test_synth_command(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["num_tasks"] == 40 and summary["trial"] is False
-
-
-def test_eval_model_policy_on_vllm(tiny_model_dir, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "toolmaster.cli", "eval", "--env", "toolworld", "--policy", "model",
-                           "--model", tiny_model_dir, "--limit", "4", "--out", str(tmp_path), "env.max_turns=2",
-                           "eval.generation.max_new_tokens=16"], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert report["num_items"] == 4 and 0.0 <= report["success"] <= 1.0
-    episodes = [json.loads(line) for line in (tmp_path / "episodes.jsonl").read_text().splitlines()]
-    assert all(ep["messages"][2]["role"] == "assistant" for ep in episodes)
 
 
 def test_eval_each_benchmark_from_its_data_folder(tmp_path, capsys):

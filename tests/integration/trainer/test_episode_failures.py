@@ -1,25 +1,14 @@
 """One episode's failure is that episode's: a grader that raises (in the rollout workers) and a tool whose
 sandbox reply is garbage never stop a GRPO step."""
 import dataclasses
-from pathlib import Path
-
-import pytest
 
 from tests.integration.trainer.test_grpo import _config
 
-ROOT = str(Path(__file__).resolve().parents[3])
 
-
-@pytest.fixture
-def ray_with_failing_grader(fresh_ray):
-    """Ray of its own: the hook patches the grader in every worker process it starts."""
-    from tests.conftest import RAY_ENV
-
-    fresh_ray(runtime_env={**RAY_ENV, "worker_process_setup_hook": "tests.fakes.failing_grader_hook"})
-
-
-def _garbage_tools(env):
-    """Every task's tools in the driver's task stream write garbage into their sandbox reply pipe first."""
+def _faulty_tasks(env):
+    """The driver's task stream, with faults: every tool writes garbage into its sandbox reply pipe first;
+    each episode calls its first tool after turn 1, and the grader raises for every task whose index is a
+    multiple of 3 (tests/fakes.py's worker hook reads both from the task's metadata)."""
     from toolmaster.tools.base import PythonExecutor, Tool
 
     original = env.tasks
@@ -30,18 +19,21 @@ def _garbage_tools(env):
                   "    os.write(3, b'\\x00garbage{{{')\n    return _real(**kw)\n")
         return Tool(tool.schema, PythonExecutor(source, name))
 
-    env.tasks = lambda *a, **k: [dataclasses.replace(t, tools=tuple(map(garbage, t.tools))) for t in original(*a, **k)]
+    def faulty(task):
+        failing = int(task.id.rsplit("-", 1)[-1]) % 3 == 0
+        return dataclasses.replace(task, tools=tuple(map(garbage, task.tools)),
+                                   metadata={**task.metadata, "probe_first_tool": True, "grader_raises": failing})
+
+    env.tasks = lambda *a, **k: [faulty(t) for t in original(*a, **k)]
 
 
-def test_a_raising_grader_and_garbage_tool_replies_fail_only_their_episodes(ray_with_failing_grader, tmp_path,
-                                                                           tiny_model_dir):
+def test_a_raising_grader_and_garbage_tool_replies_fail_only_their_episodes(fleets, tmp_path, tiny_model_dir):
     from toolmaster.trainer.grpo import start_grpo
 
     steps, b, g = 2, 2, 2  # _config's B and G
-    cfg = _config(tmp_path / "run", 2, steps=steps, extra=["rollout.num_workers=2", "rollout.num_cpus_per_worker=0.25",
-                                                           "rollout.episode_retries=1", "env.max_turns=3"])
-    trainer = start_grpo(cfg, tiny_model_dir)
-    _garbage_tools(trainer.env)
+    cfg = _config(tmp_path / "run", 2, steps=steps, extra=["rollout.episode_retries=1", "env.max_turns=3"])
+    trainer = start_grpo(cfg, tiny_model_dir, fleet=fleets.get(cfg, tiny_model_dir))
+    _faulty_tasks(trainer.env)
     history, observations = [], []  # observations: per episode that called a tool
     try:
         for step in range(steps):
