@@ -107,14 +107,14 @@ def main() -> None:
         finally:
             pool.shutdown()
         if args.show:
-            print(f"--- {name}: {records[0]['episode_id']}")
-            for m in records[0]["messages"][1:]:
+            print(f"--- {name}: {records[0].episode_id}")
+            for m in records[0].messages[1:]:
                 print(f"{m['role']}: {m['content'][:300]!r}")
         results[name] = {"seconds": seconds, "episodes": len(records),
-                         "success": sum(r["correct"] for r in records) / len(records),
-                         "turns": sum(r["stats"]["turns"] for r in records) / len(records),
-                         "sampled_tokens": sum(sum(r["loss_mask"]) for r in records) / len(records),
-                         "sampled": {r["episode_id"]: [t for t, m in zip(r["token_ids"], r["loss_mask"]) if m]
+                         "success": sum(r.correct for r in records) / len(records),
+                         "turns": sum(r.stats["turns"] for r in records) / len(records),
+                         "sampled_tokens": sum(sum(r.loss_mask) for r in records) / len(records),
+                         "sampled": {r.episode_id: [t for t, m in zip(r.token_ids, r.loss_mask) if m]
                                      for r in records}}
     ray.shutdown()
     print(f"{'rollouts':32s} {'seconds':>8s} {'episodes':>9s} {'success':>8s} {'turns':>6s} {'sampled tok/ep':>15s}")

@@ -50,7 +50,7 @@ def main() -> None:
                 start = time.perf_counter()
                 records = pool.run_specs(specs)
                 seconds[cap].append(time.perf_counter() - start)
-                sampled[cap] = [r["token_ids"] for r in records]
+                sampled[cap] = [r.token_ids for r in records]
     finally:
         pool.shutdown()
         ray.shutdown()

@@ -5,10 +5,10 @@ greedy policy never does: pushing it down sharpens the sampler and leaves greedy
 the failure's large negative advantage lands on every other token of it too.
 
     .venv/bin/python experiments/sampler_noise.py --model runs/sft/checkpoints/latest \
-        [--tasks 48] [--samples 8] [--split train] [--samplers t1,minp0.1] [key=value ...]
+        [--tasks 48] [--samples 8] [--split train] [--samplers t1,t0.7] [key=value ...]
 
 Runs each task once greedily, then ``--samples`` times (one GRPO group) with each sampler (``t1``:
-temperature 1; ``minpX``: temperature 1 with min_p X; ``tX``: temperature X) on one rollout fleet, and prints
+temperature 1; ``tX``: temperature X; min_p, measured here once, left the schema) on one rollout fleet, and prints
 per sampler: success, finish rate, informative groups (outcome varies), how many successes and failures
 contain a sampled token of probability < 0.1 under the policy, and the success of the episodes without one.
 """
@@ -25,11 +25,9 @@ TAIL = math.log(0.1)
 def sampler(name: str, max_new_tokens: int) -> dict:
     if name == "greedy":
         return {"max_new_tokens": max_new_tokens, "temperature": 0.0}
-    if name.startswith("minp"):
-        return {"max_new_tokens": max_new_tokens, "temperature": 1.0, "min_p": float(name[4:])}
     if name.startswith("t"):
         return {"max_new_tokens": max_new_tokens, "temperature": float(name[1:])}
-    raise SystemExit(f"unknown sampler {name!r} (greedy, t1, t0.7, minp0.1, ...)")
+    raise SystemExit(f"unknown sampler {name!r} (greedy, t1, t0.7, ...)")
 
 
 def tail_tokens(record: dict) -> int:
@@ -56,7 +54,7 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=48)
     ap.add_argument("--samples", type=int, default=8)
     ap.add_argument("--split", default="train")
-    ap.add_argument("--samplers", default="t1,minp0.1")
+    ap.add_argument("--samplers", default="t1,t0.7")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
 
@@ -80,7 +78,7 @@ def main() -> None:
         for name in ["greedy", *args.samplers.split(",")]:
             n = 1 if name == "greedy" else args.samples
             specs = [(f"{name}-t{i}-g{g}", refs[i]) for i in range(len(tasks)) for g in range(n)]
-            rows[name] = summarize(pool.run_specs(specs, generation=sampler(name, max_new)), n)
+            rows[name] = summarize([r.to_dict() for r in pool.run_specs(specs, generation=sampler(name, max_new))], n)
     finally:
         pool.shutdown()
         ray.shutdown()

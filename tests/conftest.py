@@ -114,6 +114,9 @@ def model_server(tiny_model_dir, tmp_path_factory):
 
 
 TIERS = {"unit": 0, "integration": 1, "system": 2}
+# in the system tier, the tests that also use the shared fleets come first, and those that stop the shared
+# Ray instance (a cluster of their own) last
+SYSTEM_LAST = ("tests/system/trainer/test_ray_job.py", "tests/system/cluster/")
 
 
 def pytest_addoption(parser):
@@ -123,9 +126,13 @@ def pytest_addoption(parser):
 
 def pytest_collection_modifyitems(config, items):
     """Unit tests first (they fail fastest), then the shared-fleet tier, then fresh fleets."""
-    def tier(item) -> int:
+    def tier(item) -> tuple[int, int]:
         path = Path(str(item.fspath))
-        return TIERS.get(path.relative_to(ROOT / "tests").parts[0], 1) if path.is_relative_to(ROOT / "tests") else 1
+        if not path.is_relative_to(ROOT / "tests"):
+            return 1, 0
+        relative = path.relative_to(ROOT).as_posix()
+        return (TIERS.get(path.relative_to(ROOT / "tests").parts[0], 1),
+                next((i + 1 for i, prefix in enumerate(SYSTEM_LAST) if relative.startswith(prefix)), 0))
 
     items.sort(key=tier)
     if config.getoption("--reverse"):

@@ -82,23 +82,24 @@ class ScriptedPool:
 
     def __init__(self, outcome, tokens_per_turn: int = 3):
         self.outcome, self.tokens_per_turn = outcome, tokens_per_turn
-        self.calls: list[dict] = []  # {"episode_ids", "settings"} per run / run_specs
+        self.calls: list[dict] = []  # {"episode_ids", "settings", "generation"} per run / run_specs
         self.handles: list[dict] = []  # every published weight handle, in order
         self.workers = {0: object()}
         self.replaced = self.episode_retries = 0
         self.events: list[dict] = []
         self.version = 0
 
-    def record(self, episode_id: str, task, settings) -> dict:
+    def record(self, episode_id: str, task, settings):
+        from toolmaster.rollout.record import RolloutRecord
+
         correct = bool(self.outcome(task, episode_id, settings))
         n = self.tokens_per_turn
-        return {"episode_id": episode_id, "task_id": task.id, "answer": "x", "error": None, "correct": correct,
-                "finish_reason": "answer", "grade": float(correct), "judgments": {}, "calls": [],
-                "rewards": {"correctness": float(correct), "total": float(correct)},
-                "stats": {"trial_calls": 1, "corrections": 0, "turns": 1}, "messages": [],
-                "token_ids": list(range(2 * n)), "loss_mask": [0] * n + [1] * n, "logprobs": [0.0] * n + [-1.0] * n,
-                "policy_version": self.version, "worker": 0, "node": "n",
-                "timings": {"episode": 0.0, "generate": 0.0, "tools": 0.0, "score": 0.0}}
+        return RolloutRecord(episode_id, task_id=task.id, answer="x", correct=correct, finish_reason="answer",
+                             grade=float(correct), rewards={"correctness": float(correct), "total": float(correct)},
+                             stats={"trial_calls": 1, "corrections": 0, "turns": 1}, turns=1,
+                             token_ids=list(range(2 * n)), loss_mask=[0] * n + [1] * n,
+                             logprobs=[0.0] * n + [-1.0] * n, policy_version=self.version, worker=0, node="n",
+                             timings={"episode": 0.0, "generate": 0.0, "tools": 0.0, "score": 0.0})
 
     def run(self, tasks, group_size, step, on_record=None, sampling_round=0, settings=None):
         prefix = f"s{step}-" + (f"r{sampling_round}-" if sampling_round else "")
@@ -106,7 +107,7 @@ class ScriptedPool:
         return self.run_specs(specs, on_record, settings=settings)
 
     def run_specs(self, specs, on_record=None, generation=None, settings=None):
-        self.calls.append({"episode_ids": [eid for eid, _ in specs], "settings": settings})
+        self.calls.append({"episode_ids": [eid for eid, _ in specs], "settings": settings, "generation": generation})
         return [self.record(eid, task, settings) for eid, task in specs]
 
     def update_weights(self, handle: dict) -> float:

@@ -21,6 +21,10 @@ class FleetCache:
 
         key = fleet_key(cfg, model_dir)
         fleet = self._fleets.pop(key, None)
+        if fleet is not None and not fleet.learners.actors:  # a test killed a rank: the group shut down
+            from toolmaster.learner.group import LearnerGroup
+
+            fleet.learners = LearnerGroup(cfg, model_dir)
         if fleet is None:
             while len(self._fleets) >= self.MAX_ALIVE:
                 self._fleets.pop(next(iter(self._fleets))).close()

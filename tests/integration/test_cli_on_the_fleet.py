@@ -1,14 +1,14 @@
-"""`toolmaster eval` as a user runs it: its own process, its own Ray and rollout fleet."""
+"""`toolmaster eval --policy model` through the CLI: a rollout fleet of its own, started and stopped by the
+command (on the session's Ray instance, which the command joins)."""
 import json
-import subprocess
-import sys
+
+from toolmaster.cli import main
 
 
-def test_eval_model_policy_on_vllm(tiny_model_dir, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "toolmaster.cli", "eval", "--env", "toolworld", "--policy", "model",
-                           "--model", tiny_model_dir, "--limit", "4", "--out", str(tmp_path), "env.max_turns=2",
-                           "eval.generation.max_new_tokens=16"], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_eval_model_policy_on_vllm(ray_local, tiny_model_dir, tmp_path):
+    code = main(["eval", "--env", "toolworld", "--policy", "model", "--model", tiny_model_dir, "--limit", "4",
+                 "--out", str(tmp_path), "env.max_turns=2", "eval.generation.max_new_tokens=16"])
+    assert code == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["num_items"] == 4 and 0.0 <= report["success"] <= 1.0
     episodes = [json.loads(line) for line in (tmp_path / "episodes.jsonl").read_text().splitlines()]

@@ -21,7 +21,7 @@ def sample_failures(pool, tasks: list, records: list[dict], samples: int, genera
     failed = [i for i, r in enumerate(records) if not r["correct"]]
     specs = [(f"reach-t{i}-g{g}", tasks[i]) for i in failed for g in range(samples)]
     sampled = pool.run_specs(specs, generation=generation) if specs else []
-    wins = {i: sum(r["correct"] for r in sampled[j * samples:(j + 1) * samples]) for j, i in enumerate(failed)}
+    wins = {i: sum(r.correct for r in sampled[j * samples:(j + 1) * samples]) for j, i in enumerate(failed)}
     groups: dict[str, dict] = defaultdict(lambda: {"tasks": 0, "greedy_correct": 0, "failures": 0, "reachable": 0,
                                                   "sampled_wins": 0})
     by = group_key(tasks)  # the reports' breakdown key

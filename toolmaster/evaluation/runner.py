@@ -45,8 +45,10 @@ def run_on_fleet(cfg, tasks: list, pool=None, on_record: Callable[[dict], None] 
         refs = [ray.put(t) for t in tasks]
         from toolmaster.rollout.settings import EpisodeSettings
 
-        return pool.run_specs([(f"eval-{i}", ref) for i, ref in enumerate(refs)], on_record,
-                              settings=EpisodeSettings.of(fleet_config(cfg)))
+        records = pool.run_specs([(f"eval-{i}", ref) for i, ref in enumerate(refs)],
+                                 on_record and (lambda record: on_record(record.to_dict())),
+                                 settings=EpisodeSettings.of(fleet_config(cfg)))
+        return [r.to_dict() for r in records]  # a report's items are JSON documents
     finally:
         if own:
             pool.shutdown()

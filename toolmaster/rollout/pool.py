@@ -23,6 +23,7 @@ import ray
 from ray.exceptions import RayActorError
 
 from toolmaster.rollout.autoscale import AutoscalePolicy
+from toolmaster.rollout.record import RolloutRecord
 from toolmaster.rollout.settings import EpisodeSettings
 from toolmaster.rollout.worker import RolloutWorker
 
@@ -79,7 +80,9 @@ class RolloutPool:
         return start_env_actors(cfg)
 
     def _stop_env_actors(self) -> None:
-        self._stop_env_actors()
+        for a in self.env_actors:
+            ray.kill(a, no_restart=True)
+        self.env_actors = []
 
     def _spawn(self) -> int:
         with self._lock:
@@ -107,16 +110,16 @@ class RolloutPool:
             self._spawn_locked()
             self.replaced += 1
 
-    def run(self, tasks: list, group_size: int, step: int, on_record: Callable[[dict], None] | None = None,
-            sampling_round: int = 0, settings: EpisodeSettings | None = None) -> list[dict]:
+    def run(self, tasks: list, group_size: int, step: int, on_record: Callable[[RolloutRecord], None] | None = None,
+            sampling_round: int = 0, settings: EpisodeSettings | None = None) -> list[RolloutRecord]:
         """Exactly ``len(tasks) * group_size`` episode records, grouped by task in task order."""
         task_refs = [ray.put(task) for task in tasks]
         prefix = f"s{step}-" + (f"r{sampling_round}-" if sampling_round else "")
         specs = [(f"{prefix}t{i}-g{g}", task_refs[i]) for i in range(len(tasks)) for g in range(group_size)]
         return self.run_specs(specs, on_record, settings=settings)
 
-    def run_specs(self, specs: list, on_record: Callable[[dict], None] | None = None,
-                  generation: dict | None = None, settings: EpisodeSettings | None = None) -> list[dict]:
+    def run_specs(self, specs: list, on_record: Callable[[RolloutRecord], None] | None = None,
+                  generation: dict | None = None, settings: EpisodeSettings | None = None) -> list[RolloutRecord]:
         """Run (episode_id, task) pairs; records come back in ``specs`` order. Episodes run with ``settings``
         (the pool's own by default); ``generation`` replaces their sampling (e.g. greedy evaluation between
         training steps)."""
@@ -127,7 +130,7 @@ class RolloutPool:
         queue = deque(specs)
         in_flight: dict[ray.ObjectRef, tuple[int, tuple]] = {}
         self._in_flight = in_flight
-        done: dict[str, dict] = {}
+        done: dict[str, RolloutRecord] = {}
         attempts: Counter = Counter()
         self._avoid: dict[str, int] = {}  # episode id -> the worker where it raised
         while queue or in_flight:
@@ -148,18 +151,18 @@ class RolloutPool:
                     self._replace(wid, type(err).__name__)
                     queue.appendleft(spec)
                     continue
-                if record.get("worker_unhealthy"):
-                    self._replace(wid, record["error"]["message"][:200], kill=True)
+                if record.worker_unhealthy:
+                    self._replace(wid, record.error["message"][:200], kill=True)
                     queue.appendleft(spec)
                     continue
-                if record.get("error") and attempts[spec[0]] < self.cfg.rollout.episode_retries:
+                if record.failed and attempts[spec[0]] < self.cfg.rollout.episode_retries:
                     attempts[spec[0]] += 1
                     self.episode_retries += 1
                     self._avoid[spec[0]] = wid
                     queue.appendleft(spec)
                     continue
                 done[spec[0]] = record
-                self._episode_seconds.append(record["timings"]["episode"])
+                self._episode_seconds.append(record.timings["episode"])
                 if on_record:
                     on_record(record)
         self._queued = 0

@@ -6,6 +6,7 @@ import os
 import tempfile
 import time
 
+from toolmaster.rollout.record import RolloutRecord, TokenSequence
 from toolmaster.rollout.settings import EpisodeSettings
 
 
@@ -33,10 +34,6 @@ def untied_export(model_dir: str, out_dir: str) -> str:
     config["tie_word_embeddings"] = False
     json.dump(config, open(os.path.join(out_dir, "config.json"), "w"), indent=2)
     return out_dir
-
-
-def _segment(traj) -> dict:
-    return {"token_ids": traj.token_ids, "loss_mask": traj.loss_mask, "logprobs": traj.logprobs}
 
 
 def _joined(segments: list):
@@ -150,7 +147,7 @@ class RolloutWorker:
             self.endpoint = AgentEndpoint(self.engine, env.endpoint_model)
         return self.endpoint
 
-    async def run_episode(self, episode_id: str, task, settings: EpisodeSettings) -> dict:
+    async def run_episode(self, episode_id: str, task, settings: EpisodeSettings) -> RolloutRecord:
         """One episode: its record with the trajectory, the policy version that sampled it and timings."""
         from toolmaster.agent.loop import run_episode
         from toolmaster.envs.agent import EndpointEnv
@@ -176,20 +173,21 @@ class RolloutWorker:
         if segments is not None:
             traj = _joined(segments)
         if ep.error is not None and self.engine.dead:  # not the episode's fault: the pool replaces this worker
-            return {"episode_id": episode_id, "worker_unhealthy": True, "worker": self.worker_id,
-                    "error": {"kind": "engine_dead", "message": ep.error["message"]}}
+            return RolloutRecord(episode_id, worker=self.worker_id, worker_unhealthy=True,
+                                 error={"kind": "engine_dead", "message": ep.error["message"]})
         if ep.error is not None:
             ep.rewards = {"total": settings.failed_episode_reward}
         self.completed += 1
         seconds = time.perf_counter() - start
         generate = traj.generate_seconds if traj else 0.0
-        extra = {"segments": [_segment(t) for t in segments]} if segments and len(segments) > 1 else {}
-        return {**ep.to_record(), **extra, "messages": ep.messages,
-                "token_ids": traj.token_ids if traj else [], "loss_mask": traj.loss_mask if traj else [],
-                "logprobs": traj.logprobs if traj else [],
-                "policy_version": traj.policy_version if traj else self.engine.version, "worker": self.worker_id,
-                "node": self.node,
-                "timings": {"episode": seconds, "generate": generate, **ep.timings}}
+        many = segments and len(segments) > 1
+        return RolloutRecord(
+            **{**ep.to_record(), "timings": {"episode": seconds, "generate": generate, **ep.timings}},
+            messages=ep.messages, token_ids=traj.token_ids if traj else [], loss_mask=traj.loss_mask if traj else [],
+            logprobs=traj.logprobs if traj else [],
+            policy_version=traj.policy_version if traj else self.engine.version, worker=self.worker_id,
+            node=self.node,
+            segments=[TokenSequence(t.token_ids, t.loss_mask, t.logprobs) for t in segments] if many else [])
 
     async def reset(self, handle: dict, env_actors: list) -> None:
         """Serve ``handle``'s weights as its version whatever is served now (a shared fleet starting the

@@ -12,22 +12,18 @@ correctness does not vary gets advantages no larger than the shaping weights.
 from __future__ import annotations
 
 from toolmaster.rewards import OUTCOME
+from toolmaster.rollout.record import RolloutRecord
 
 
-def _outcome(record: dict, weights: dict) -> float:
-    return weights.get(OUTCOME, 0.0) * record["rewards"].get(OUTCOME, 0.0)
+def _outcome(record: RolloutRecord, weights: dict) -> float:
+    return weights.get(OUTCOME, 0.0) * record.rewards.get(OUTCOME, 0.0)
 
 
-def failed(record: dict) -> bool:
-    """An episode that raised (tool, grader, judge; see agent.loop): its reward says nothing about the policy."""
-    return bool(record.get("error"))
+def _live(records: list[RolloutRecord], lo: int, group_size: int, include_failed: bool) -> list[int]:
+    return [i for i in range(lo, min(lo + group_size, len(records))) if include_failed or not records[i].failed]
 
 
-def _live(records: list[dict], lo: int, group_size: int, include_failed: bool) -> list[int]:
-    return [i for i in range(lo, min(lo + group_size, len(records))) if include_failed or not failed(records[i])]
-
-
-def episode_advantages(records: list[dict], group_size: int, weights: dict, std_normalize: bool = True,
+def episode_advantages(records: list[RolloutRecord], group_size: int, weights: dict, std_normalize: bool = True,
                        include_failed: bool = False) -> list[float]:
     """Per episode: the group-normalized outcome plus the group-centred (unscaled) shaping terms. Failed
     episodes get 0 and take no part in their group's statistics unless ``include_failed``."""
@@ -39,7 +35,7 @@ def episode_advantages(records: list[dict], group_size: int, weights: dict, std_
     for lo in range(0, len(records), group_size):
         idx = _live(records, lo, group_size, include_failed)
         outcome = [_outcome(records[i], weights) for i in idx]
-        shaping = [records[i]["rewards"]["total"] - o for i, o in zip(idx, outcome)]
+        shaping = [records[i].rewards["total"] - o for i, o in zip(idx, outcome)]
         a = group_advantages(outcome, len(idx), std_normalize) if idx else []
         s = group_advantages(shaping, len(idx), std_normalize=False) if idx else []
         for i, x, y in zip(idx, a, s):
@@ -47,14 +43,14 @@ def episode_advantages(records: list[dict], group_size: int, weights: dict, std_
     return out
 
 
-def informative(records: list[dict], weights: dict, include_failed: bool = False) -> bool:
+def informative(records: list[RolloutRecord], weights: dict, include_failed: bool = False) -> bool:
     """A group teaches something when its outcome varies (DAPO's dynamic-sampling criterion): in a group
     all right or all wrong the outcome advantage is zero and only shaping would be left."""
     outcomes = [_outcome(records[i], weights) for i in _live(records, 0, len(records), include_failed)]
     return bool(outcomes) and max(outcomes) > min(outcomes)
 
 
-def mask_after_first_error(record: dict) -> list[int]:
+def mask_after_first_error(record: RolloutRecord) -> list[int]:
     """The loss mask of an unsuccessful episode ended at its first failed execution call: the turns after it keep no
     gradient. Why: an agent whose call failed retries, and its retries repeat the right moves (the rule it
     noted, the tool it needs) with the wrong detail. With the whole failure trained on, a rule applied once in
@@ -64,13 +60,13 @@ def mask_after_first_error(record: dict) -> list[int]:
     answer keeps its gradient too: it decides the outcome, and without it answering is only ever pushed up
     (measured: wrong answers 1 -> 10 of 200). Successes, episodes that never failed an execution call and
     multi-segment records keep their whole mask."""
-    turn = (record.get("stats") or {}).get("first_failed_execution_turn")
-    if record.get("correct") or turn is None or record.get("segments"):
-        return record["loss_mask"]
-    turns = assistant_turns(record["loss_mask"])
+    turn = record.stats.get("first_failed_execution_turn")
+    if record.correct or turn is None or record.segments:
+        return record.loss_mask
+    turns = assistant_turns(record.loss_mask)
     last = max(turns, default=-1)
-    answered = record.get("finish_reason") == "answer"
-    return [m if t <= turn or (answered and t == last) else 0 for m, t in zip(record["loss_mask"], turns)]
+    answered = record.finish_reason == "answer"
+    return [m if t <= turn or (answered and t == last) else 0 for m, t in zip(record.loss_mask, turns)]
 
 
 def assistant_turns(loss_mask: list[int]) -> list[int]:
@@ -83,7 +79,7 @@ def assistant_turns(loss_mask: list[int]) -> list[int]:
     return out
 
 
-def episode_credit(records: list[dict], batch: dict) -> list[dict]:
+def episode_credit(records: list[RolloutRecord], batch: dict) -> list[dict]:
     """What the step did with each sampled episode, for ``grpo.save_rollouts``: the conversation, its
     rewards and counters, and — when it was trained — its advantage and the assistant turns that carried
     gradient (after ``grpo.failure_credit``). Episodes dropped by filtering or failed have advantage None."""
@@ -93,11 +89,11 @@ def episode_credit(records: list[dict], batch: dict) -> list[dict]:
         turns.update(t for t, m in zip(assistant_turns(mask), mask) if m)
     out = []
     for r in records:
-        adv, turns = trained.get(r["episode_id"], (None, set()))
-        out.append({"episode_id": r["episode_id"], "task_id": r.get("task_id"), "policy_version": r["policy_version"],
-                    "advantage": adv, "trained_turns": sorted(turns), "correct": r["correct"],
-                    "finish_reason": r["finish_reason"], "rewards": r["rewards"], "stats": r["stats"],
-                    "error": r.get("error"), "messages": r.get("messages")})
+        adv, turns = trained.get(r.episode_id, (None, set()))
+        out.append({"episode_id": r.episode_id, "task_id": r.task_id, "policy_version": r.policy_version,
+                    "advantage": adv, "trained_turns": sorted(turns), "correct": r.correct,
+                    "finish_reason": r.finish_reason, "rewards": r.rewards, "stats": r.stats,
+                    "error": r.error, "messages": r.messages})
     return out
 
 

@@ -14,6 +14,7 @@ episodes older than ``max_staleness`` versions are re-sampled before training.
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections import Counter
@@ -25,12 +26,12 @@ from toolmaster.config import ConfigError, check_runtime
 from toolmaster.envs import make_env
 from toolmaster.plan import check_learner_plan, check_model_dir
 from toolmaster.ray_utils import init_ray
+from toolmaster.rollout.record import RolloutRecord
 from toolmaster.rollout.settings import EpisodeSettings
 from toolmaster.tools.sandbox import check_isolation
 from toolmaster.trainer.advantages import (
     episode_advantages,
     episode_credit,
-    failed,
     informative,
     loss_weights,
     mask_after_first_error,
@@ -46,21 +47,21 @@ def _mean(xs) -> float:
     return sum(xs) / len(xs) if xs else 0.0
 
 
-def build_batch(records: list[dict], g, reward_weights: dict) -> tuple[dict, dict]:
+def build_batch(records: list[RolloutRecord], g, reward_weights: dict) -> tuple[dict, dict]:
     """The sequences to train on, with per-sequence advantages; ``records`` come grouped by task."""
     group_size = g.group_size
     with_failed = g.train_on_failed_episodes
     advantages = episode_advantages(records, group_size, reward_weights, g.std_normalize, with_failed)
     if g.failure_credit == "until_first_error":
-        records = [{**r, "loss_mask": mask_after_first_error(r)} for r in records]
-    trainable = [i for i, r in enumerate(records) if any(r["loss_mask"])  # an episode cut before any sampled token
-                 and (with_failed or not failed(r))]
+        records = [dataclasses.replace(r, loss_mask=mask_after_first_error(r)) for r in records]
+    trainable = [i for i, r in enumerate(records) if any(r.loss_mask)  # an episode cut before any sampled token
+                 and (with_failed or not r.failed)]
     kept = [records[i] for i in trainable]
     # a custom agent whose client broke its history's prefix has several segments: each is a sequence
-    sequences = [(seq, i) for i in trainable for seq in records[i].get("segments") or [records[i]]]
-    batch = {"token_ids": [s["token_ids"] for s, _ in sequences], "loss_mask": [s["loss_mask"] for s, _ in sequences],
-             "logprobs": [s["logprobs"] for s, _ in sequences], "advantages": [advantages[i] for _, i in sequences],
-             "episode_ids": [records[i]["episode_id"] for _, i in sequences]}
+    sequences = [(seq, i) for i in trainable for seq in records[i].sequences]
+    batch = {"token_ids": [s.token_ids for s, _ in sequences], "loss_mask": [s.loss_mask for s, _ in sequences],
+             "logprobs": [s.logprobs for s, _ in sequences], "advantages": [advantages[i] for _, i in sequences],
+             "episode_ids": [records[i].episode_id for _, i in sequences]}
     # token-weighted advantage mass by sign: under token_mean it is what pushes sampled tokens up or down
     mass = [a * sum(m) for a, m in zip(batch["advantages"], batch["loss_mask"])]
     info = {"trained_sequences": len(kept),
@@ -69,7 +70,7 @@ def build_batch(records: list[dict], g, reward_weights: dict) -> tuple[dict, dic
             "advantage_token_mass_neg": sum(x for x in mass if x < 0),
             # per group: its share of correct episodes (a rare failure in a strong group gets the
             # largest negative advantage under std normalization: −√(G−1) at one failure in G)
-            "group_success": [_mean(r["correct"] for r in records[lo: lo + group_size])
+            "group_success": [_mean(r.correct for r in records[lo: lo + group_size])
                               for lo in range(0, len(records), group_size)]}
     return batch, info
 
@@ -129,7 +130,7 @@ class GRPOTrainer:
         if cfg.env.name == "toolworld" and cfg.env.toolworld.curriculum.enabled:
             self.curriculum = Curriculum(cfg.env.toolworld, state.get("curriculum"))
         self.fleet: Fleet | None = None  # set when the trainer built its fleet and closes it
-        self.last_records: list[dict] = []
+        self.last_records: list[RolloutRecord] = []
         self._prefetch: tuple[int, Future] | None = None
         self._events_logged = 0
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rollouts")
@@ -165,10 +166,10 @@ class GRPOTrainer:
         tasks, records, seconds = self._prefetch[1].result()
         waited = time.time() - wait_start
         self._prefetch = None
-        stale = [i for i, r in enumerate(records) if self.version - r["policy_version"] > g.max_staleness]
+        stale = [i for i, r in enumerate(records) if self.version - r.policy_version > g.max_staleness]
         if stale:  # too old to train on: sample those episodes again with the current weights
             # records come grouped by task, in task order
-            specs = [(records[i]["episode_id"], tasks[i // g.group_size]) for i in stale]
+            specs = [(records[i].episode_id, tasks[i // g.group_size]) for i in stale]
             for i, record in zip(stale, self.pool.run_specs(specs, settings=self.settings)):
                 records[i] = record
         return tasks, records, {"time/rollout_generate": seconds, "time/rollout_wait": waited,
@@ -226,8 +227,8 @@ class GRPOTrainer:
         start = time.time()
         size = self.env.size(g.eval_split)
         tasks = self.env.tasks(g.eval_split, g.eval_tasks if size is None else min(g.eval_tasks, size))
-        records = self.pool.run_specs([(f"eval-v{self.version}-{i}", task) for i, task in enumerate(tasks)],
-                                      settings=self.eval_settings)
+        records = [r.to_dict() for r in self.pool.run_specs(
+            [(f"eval-v{self.version}-{i}", task) for i, task in enumerate(tasks)], settings=self.eval_settings)]
         cfg = self.cfg.model_copy(deep=True)
         cfg.eval.split, cfg.eval.model = g.eval_split, f"{self.run.path}@v{self.version}"
         report = build_report(cfg, self.env, tasks, records, time.time() - start)
@@ -265,28 +266,28 @@ class GRPOTrainer:
         t4 = time.time()
         metrics = {
             # training reward and success over every episode sampled this step (before filtering)
-            "reward": _mean(r["rewards"]["total"] for r in sampled), "success": _mean(r["correct"] for r in sampled),
+            "reward": _mean(r.rewards["total"] for r in sampled), "success": _mean(r.correct for r in sampled),
             **info, **{f"train/{k}": v for k, v in train.items()}, "version": self.version,
-            "trial_calls": _mean(r["stats"]["trial_calls"] for r in sampled),
-            "corrections": _mean(r["stats"]["corrections"] for r in sampled),
-            "turns": _mean(r["stats"]["turns"] for r in sampled),
-            "finish_rate": _mean(r["finish_reason"] == "answer" for r in sampled),
-            "tokens_per_episode": _mean(len(r["token_ids"]) for r in sampled),
+            "trial_calls": _mean(r.stats["trial_calls"] for r in sampled),
+            "corrections": _mean(r.stats["corrections"] for r in sampled),
+            "turns": _mean(r.stats["turns"] for r in sampled),
+            "finish_rate": _mean(r.finish_reason == "answer" for r in sampled),
+            "tokens_per_episode": _mean(len(r.token_ids) for r in sampled),
             # mean −log π of the sampled tokens: rises when the policy spreads out, falls when it sharpens
-            "sampled_nll": (-sum(sum(r["logprobs"]) for r in sampled)
-                            / max(1, sum(sum(r["loss_mask"]) for r in sampled))),
+            "sampled_nll": (-sum(sum(r.logprobs) for r in sampled)
+                            / max(1, sum(sum(r.loss_mask) for r in sampled))),
             "episodes": len(sampled), "task_ids": [t.id for t in tasks],
-            "episode_ids": [r["episode_id"] for r in sampled],
-            "trained_episode_ids": [r["episode_id"] for r in records],
+            "episode_ids": [r.episode_id for r in sampled],
+            "trained_episode_ids": [r.episode_id for r in records],
             # rollout wall time; inside it, per-episode means of generation, tool calls and reward scoring
             "time/rollout": t1 - t0, "time/advantages": t2 - t1, "time/train": t3 - t2, "time/sync": t4 - t3,
-            **{f"time/episode_{k}": _mean(r["timings"][k] for r in sampled) for k in ("generate", "tools", "score")},
+            **{f"time/episode_{k}": _mean(r.timings[k] for r in sampled) for k in ("generate", "tools", "score")},
             "time/engine_reload": reload_s, "workers_replaced": self.pool.replaced, **rollout_info,
-            "failed_episodes": sum(map(failed, sampled)), "episode_retries": self.pool.episode_retries,
-            **{f"failed/{kind}": n for kind, n in Counter(r["error"]["kind"] for r in sampled if failed(r)).items()},
-            "policy_versions": sorted({r["policy_version"] for r in sampled}),
+            "failed_episodes": sum(r.failed for r in sampled), "episode_retries": self.pool.episode_retries,
+            **{f"failed/{kind}": n for kind, n in Counter(r.error["kind"] for r in sampled if r.failed).items()},
+            "policy_versions": sorted({r.policy_version for r in sampled}),
             "rollout_workers": len(self.pool.workers), "scaling_events": self.pool.events[self._events_logged:],
-            "staleness_max": max(self.version - 1 - r["policy_version"] for r in sampled),
+            "staleness_max": max(self.version - 1 - r.policy_version for r in sampled),
         }
         if self.curriculum is not None:
             metrics.update(self.curriculum.update(metrics["success"]))

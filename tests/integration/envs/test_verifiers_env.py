@@ -77,14 +77,14 @@ def test_a_verifiers_taskset_trains_two_grpo_steps(fleets, tmp_path, tiny_model_
     try:
         records = trainer.pool.run(trainer._tasks(0), 2, step=0)
         for r in records:
-            assert r["error"] is None and "segments" not in r and r["stats"]["turns"] == 1
+            assert r.error is None and not r.segments and r.stats["turns"] == 1
             # the reward is the verifiers trace's, its named reward among the metrics
-            assert r["rewards"]["correctness"] == r["judgments"]["reward/exact"] in (0.0, 1.0)
-            assert r["judgments"]["reply_chars"] >= 0
-            assert "codes_lookup" in tokenizer.decode(r["token_ids"])  # the toolset's tool reached the prompt
-            assert sum(r["loss_mask"]) > 0
-            engine = trainer.pool.prompt_logprobs(r["token_ids"])[0]
-            sampled = [(a, b) for a, b, m in zip(engine, r["logprobs"], r["loss_mask"]) if m]
+            assert r.rewards["correctness"] == r.judgments["reward/exact"] in (0.0, 1.0)
+            assert r.judgments["reply_chars"] >= 0
+            assert "codes_lookup" in tokenizer.decode(r.token_ids)  # the toolset's tool reached the prompt
+            assert sum(r.loss_mask) > 0
+            engine = trainer.pool.prompt_logprobs(r.token_ids)[0]
+            sampled = [(a, b) for a, b, m in zip(engine, r.logprobs, r.loss_mask) if m]
             assert max(abs(a - b) for a, b in sampled) < 1e-4  # the recorded tokens are the sampled ones
         history = [trainer.step(), trainer.step()]
     finally:

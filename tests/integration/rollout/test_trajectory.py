@@ -57,11 +57,11 @@ def test_multi_turn_mask_and_retokenization(fleets, tiny_model_dir, tmp_path):
     from toolmaster.weights.object_store import checkpoint_handle
 
     other = _perturbed_tied_copy(tiny_model_dir, str(tmp_path / "other"))
-    seq = max((r["token_ids"] for r in records), key=len)
+    seq = max((r.token_ids for r in records), key=len)
     pool.update_weights(checkpoint_handle(other, 1))
     engine_lp = pool.prompt_logprobs(seq)[0]
     assert max(abs(a - b) for a, b in zip(engine_lp[1:], _hf_logprobs(other, seq)[1:])) < 1e-4
-    assert [r["episode_id"] for r in records] == [f"s0-t{i}-g{g}" for i in range(4) for g in range(2)]
+    assert [r.episode_id for r in records] == [f"s0-t{i}-g{g}" for i in range(4) for g in range(2)]
     assert peak == 8  # all eight episodes shared the one engine at once
     assert not pool.assignment  # every assignment was released
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)

@@ -20,9 +20,9 @@ def test_a_busy_engine_samples_each_episode_reproducibly(fleets, tiny_model_dir)
     again = pool.run_specs(list(reversed(specs)))  # the same episodes, batched in another order
     pool.cfg.rollout.max_episodes_per_worker = 3  # and in small batches: the cap changes speed only
     capped = pool.run_specs(specs[:6])
-    by_id = {r["episode_id"]: r["token_ids"] for r in again}
-    assert sum(len(r["token_ids"]) for r in first) > 2048 * 2
-    same = [r["token_ids"] == by_id[r["episode_id"]] for r in first]
+    by_id = {r.episode_id: r.token_ids for r in again}
+    assert sum(len(r.token_ids) for r in first) > 2048 * 2
+    same = [r.token_ids == by_id[r.episode_id] for r in first]
     assert all(same), f"{same.count(False)} of {len(same)} episodes sampled differently"
-    assert [r["token_ids"] for r in capped] == [r["token_ids"] for r in first[:6]]
+    assert [r.token_ids for r in capped] == [r.token_ids for r in first[:6]]
     assert any(first[2 * i]["token_ids"] != first[2 * i + 1]["token_ids"] for i in range(12))  # G episodes differ

@@ -105,7 +105,7 @@ def test_a_killed_engine_process_is_replaced(fleets, tmp_path, tiny_model_dir):
             finally:
                 stop.set()
                 killer.join()
-            assert all(r["error"] is None for r in trainer.last_records)
+            assert all(r.error is None for r in trainer.last_records)
     finally:
         trainer.close()
     assert [k[0] for k in killed] == list(range(steps))

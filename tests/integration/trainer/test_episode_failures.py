@@ -40,13 +40,13 @@ def test_a_raising_grader_and_garbage_tool_replies_fail_only_their_episodes(flee
             history.append(trainer.step())
             failing = {t.id for t in trainer._tasks(step) if int(t.id.rsplit("-", 1)[-1]) % 3 == 0}
             for r in trainer.last_records:
-                if r["task_id"] in failing:
-                    assert r["error"] == {"kind": "grader_error", "message": "RuntimeError: grader exploded"}
-                    assert r["finish_reason"] == "error" and r["rewards"]["total"] == 0.0
+                if r.task_id in failing:
+                    assert r.error == {"kind": "grader_error", "message": "RuntimeError: grader exploded"}
+                    assert r.finish_reason == "error" and r.rewards["total"] == 0.0
                 else:
-                    assert r["error"] is None
-                if r["turns"] and r["finish_reason"] != "answer":  # the hook's probe call ran after turn 1
-                    observations.append([m["content"] for m in r["messages"] if m["role"] == "tool"])
+                    assert r.error is None
+                if r.turns and r.finish_reason != "answer":  # the hook's probe call ran after turn 1
+                    observations.append([m["content"] for m in r.messages if m["role"] == "tool"])
     finally:
         trainer.close()
     expected_failed = []

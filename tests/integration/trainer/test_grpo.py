@@ -34,7 +34,7 @@ def _env_actors(tied):  # the tied case also runs its tools on ToolEnv actors;
 
 def _check_parity(trainer):
     """After the sync the engine's logprobs equal the learner's on a long, previously cached sequence."""
-    seq = max((r["token_ids"] for r in trainer.last_records), key=len)
+    seq = max((r.token_ids for r in trainer.last_records), key=len)
     assert len(seq) > 200
     learner = trainer.learners.logprobs([seq])[0]
     worker = next(iter(trainer.pool.workers.values()))
@@ -76,7 +76,7 @@ def test_two_grpo_steps(fleets, tmp_path, tiny_model_dir, cfg, zero_stage, tied,
             assert h["advantage_token_mass_pos"] >= 0 >= h["advantage_token_mass_neg"]
             assert len(h["group_success"]) == 2
         for r in trainer.last_records:  # one run of sampled tokens per assistant turn (failure_credit counts on it)
-            assert max(assistant_turns(r["loss_mask"])) + 1 == r["stats"]["turns"]
+            assert max(assistant_turns(r.loss_mask)) + 1 == r.stats["turns"]
         # sampling logprobs = learner's on the step's first (on-policy) update
         assert all(abs(h["train/ratio_mean_first_update"] - 1.0) < 1e-3 for h in history)
         assert all(h["train/updates"] == 2 for h in history)  # the default: two updates per step
@@ -131,7 +131,7 @@ def test_grpo_on_toolhop_train_split_cycles_with_the_official_metric(fleets, tmp
         assert [t.id for t in trainer._tasks(1)] == [train_ids[2], train_ids[0]]  # position 2, 3 → wraps
         metrics = trainer.step()
         assert metrics["episodes"] == 4 and metrics["task_ids"] == train_ids[:2]
-        assert all(r["grade"] in (0.0, 1.0) for r in trainer.last_records)  # ToolHop's official rule
+        assert all(r.grade in (0.0, 1.0) for r in trainer.last_records)  # ToolHop's official rule
     finally:
         trainer.close()
     with pytest.raises(ValueError, match="no training tasks"):

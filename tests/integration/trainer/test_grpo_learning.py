@@ -104,7 +104,7 @@ def test_dynamic_sampling_keeps_informative_groups_and_survives_a_killed_worker(
         assert h["groups_kept"] <= b and (h["groups_kept"] == b or rounds == 3)  # refilled until B or out of rounds
         assert len(kept) == h["groups_kept"] * g and len(set(h["trained_episode_ids"])) == len(kept)
         for lo in range(0, len(kept), g):  # every kept group's outcome varies
-            assert len({r["correct"] for r in kept[lo: lo + g]}) == 2
+            assert len({r.correct for r in kept[lo: lo + g]}) == 2
     assert any(h["groups_dropped"] for h in history)  # the filter had something to drop
     assert len({tid for h in history for tid in h["task_ids"]}) == sum(len(h["task_ids"]) for h in history)
 

@@ -98,8 +98,8 @@ def test_nodes_and_workers_follow_the_queue(autoscaling_cluster, tmp_path, tiny_
     assert max(nodes) == 3 and max(workers) == 2  # rose: head + 2 rollout nodes, 2 workers
     assert nodes[-1] == 2 and workers[-1] == 1  # fell: the added worker was drained and its node removed
     records = trainer.last_records
-    assert len(records) == 36 and len({r["worker"] for r in records}) == 2  # the added worker served episodes
-    assert len({r["node"] for r in records}) == 2  # ... on the node added for it
+    assert len(records) == 36 and len({r.worker for r in records}) == 2  # the added worker served episodes
+    assert len({r.node for r in records}) == 2  # ... on the node added for it
     logged = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     actions = [e["action"] for e in logged["scaling_events"]]
     assert actions == ["scale_up", "scale_down"] and "queued" in logged["scaling_events"][0]["reason"]

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes import ScriptedPool
 from toolmaster.cli import main
 
 
@@ -73,25 +74,23 @@ def test_reach_settings_that_cannot_work_fail_before_any_actor(tmp_path, capsys,
     assert message in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
-class ScriptedPool:
-    """The rollout fleet, scripted: a sampled episode of the listed (task index, sample) succeeds."""
+class EvaluationPool(ScriptedPool):
+    """The evaluation fleet, scripted: a sampled episode of the listed (task index, sample) succeeds."""
 
     made = []
 
     def __init__(self, cfg, model):
-        self.cfg, self.model, self.calls, self.closed = cfg, model, [], False
-        ScriptedPool.made.append(self)
-
-    def run_specs(self, specs, generation=None):
-        self.calls.append((specs, generation))
-        out = []
-        for episode_id, _ in specs:
-            task, sample = episode_id.removeprefix("reach-t").split("-g")
-            out.append({"episode_id": episode_id, "correct": (int(task), int(sample)) in {(1, 0), (1, 2)}})
-        return out
+        super().__init__(lambda task, episode_id, settings: _reach_index(episode_id) in {(1, 0), (1, 2)})
+        self.cfg, self.model, self.closed = cfg, model, False
+        EvaluationPool.made.append(self)
 
     def shutdown(self):
         self.closed = True
+
+
+def _reach_index(episode_id: str) -> tuple[int, int]:
+    task, sample = episode_id.removeprefix("reach-t").split("-g")
+    return int(task), int(sample)
 
 
 def test_reach_samples_the_greedy_failures_on_the_evaluation_fleet(tmp_path, monkeypatch, capsys):
@@ -103,7 +102,7 @@ def test_reach_samples_the_greedy_failures_on_the_evaluation_fleet(tmp_path, mon
     import toolmaster.rollout.pool as pool_module
 
     def evaluate(cfg, out_dir, progress=None, pool=None):
-        assert isinstance(pool, ScriptedPool) and not pool.calls  # the greedy evaluation first, on the fleet
+        assert isinstance(pool, EvaluationPool) and not pool.calls  # the greedy evaluation first, on the fleet
         Path(out_dir).mkdir(parents=True)
         items = [{"task_id": f"t{i}", "grade": float(i == 0), "correct": i == 0} for i in range(3)]
         return {"metric": "success", "success": 1 / 3, "items": items}
@@ -111,17 +110,17 @@ def test_reach_samples_the_greedy_failures_on_the_evaluation_fleet(tmp_path, mon
     monkeypatch.setattr(runner, "evaluate", evaluate)
     monkeypatch.setattr(plan, "check_model_dir", lambda path, setting: None)
     monkeypatch.setattr(ray_utils, "init_ray", lambda *a, **k: None)
-    monkeypatch.setattr(pool_module, "RolloutPool", ScriptedPool)
-    ScriptedPool.made.clear()
+    monkeypatch.setattr(pool_module, "RolloutPool", EvaluationPool)
+    EvaluationPool.made.clear()
     code = main(["eval", "--policy", "model", "--model", "M", "--limit", "3", "--reach", "4", "--out",
                  str(tmp_path / "out"), "rollout.generation.temperature=0.9"])
     assert code == 0
-    (pool,) = ScriptedPool.made
+    (pool,) = EvaluationPool.made
     assert pool.model == "M" and pool.closed
     assert pool.cfg.rollout.generation.temperature == 0.0  # the fleet serves the greedy evaluation
-    specs, generation = pool.calls[-1]
-    assert [s[0] for s in specs] == [f"reach-t{i}-g{g}" for i in (1, 2) for g in range(4)]
-    assert generation["temperature"] == 0.9  # the failures: the training sampler
+    call = pool.calls[-1]
+    assert call["episode_ids"] == [f"reach-t{i}-g{g}" for i in (1, 2) for g in range(4)]
+    assert call["generation"]["temperature"] == 0.9  # the failures: the training sampler
     reach = json.loads((tmp_path / "out" / "report.json").read_text())["reach"]
     assert (reach["tasks"], reach["failures"], reach["reachable"], reach["sampled_success"]) == (3, 2, 1, 0.25)
     out = capsys.readouterr().out

@@ -68,7 +68,7 @@ _text = st.one_of(st.text(max_size=300),
                   st.lists(st.one_of(_fragments, st.text(max_size=20)), max_size=40).map("".join))
 
 
-@settings(max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@settings(max_examples=3_000, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(_text)
 def test_parser_never_raises(text):
     turn = parse_turn(text, TOOLS)

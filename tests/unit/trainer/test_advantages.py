@@ -1,7 +1,10 @@
 """Advantages that cannot be earned without progress, informative groups and loss aggregation."""
+from dataclasses import replace
+
 import pytest
 
 from toolmaster.config import build_config
+from toolmaster.rollout.record import RolloutRecord
 from toolmaster.trainer.advantages import episode_advantages, informative, loss_weights
 from toolmaster.trainer.grpo import minibatches
 
@@ -9,7 +12,7 @@ WEIGHTS = build_config({}).rewards.model_dump()  # the defaults: correctness 1, 
 
 
 def _record(correct: float, trial_calls: int, turns: int, parse_errors: int = 0, answered: bool = True,
-            weights: dict = WEIGHTS) -> dict:
+            weights: dict = WEIGHTS, **fields) -> RolloutRecord:
     """What a finished episode carries into the driver, scored by the real reward functions."""
     from toolmaster.agent.episode import Episode
     from toolmaster.rewards import score_episode
@@ -17,7 +20,7 @@ def _record(correct: float, trial_calls: int, turns: int, parse_errors: int = 0,
     ep = Episode("e", "t", [], [], answer="x" if answered else None,
                  finish_reason="answer" if answered else "max_turns", correct=bool(correct), grade=correct,
                  stats={"turns": turns, "trial_calls": trial_calls, "parse_errors": parse_errors})
-    return {"rewards": score_episode(ep, weights)}
+    return RolloutRecord(**{"episode_id": "e", **fields}, correct=bool(correct), rewards=score_episode(ep, weights))
 
 
 def test_skipping_trials_is_not_rewarded_when_correctness_is_equal():
@@ -67,8 +70,8 @@ def test_minibatches_split_the_batch_and_renormalize():
 def test_the_batch_reports_what_it_pushes():
     from toolmaster.trainer.grpo import build_batch
 
-    records = [{**_record(c, 2, 4), "correct": bool(c), "token_ids": [1, 2, 3], "loss_mask": [0, 1, 1],
-                "logprobs": [0.0, -0.1, -0.2], "episode_id": f"e{i}"} for i, c in enumerate((1.0, 0.0, 0.0, 0.0))]
+    records = [_record(c, 2, 4, token_ids=[1, 2, 3], loss_mask=[0, 1, 1], logprobs=[0.0, -0.1, -0.2],
+                       episode_id=f"e{i}") for i, c in enumerate((1.0, 0.0, 0.0, 0.0))]
     full, info = build_batch(records, build_config({}, ["grpo.group_size=4"]).grpo, WEIGHTS)
     assert full["advantages"] == episode_advantages(records, 4, WEIGHTS) and full["advantages"][0] > 0
     # what the batch pushes: one success of four, so the three failures' token mass is as large as its own
@@ -92,25 +95,25 @@ def test_an_unsuccessful_episode_trains_only_up_to_its_first_failed_execution_ca
     assert summary["first_failed_execution_turn"] == 1 and summary["trial_calls"] == 1
     # prompt, turn 0, observation, turn 1, observation, turn 2
     mask = [0, 0, 1, 1, 0, 1, 1, 1, 0, 0, 1, 1]
-    record = {"loss_mask": mask, "stats": summary, "correct": False}
+    record = RolloutRecord("e", loss_mask=mask, stats=summary, correct=False, finish_reason="max_turns")
     assert mask_after_first_error(record) == [0, 0, 1, 1, 0, 1, 1, 1, 0, 0, 0, 0]
-    assert mask_after_first_error({**record, "correct": True}) == mask  # successes keep every turn
+    assert mask_after_first_error(replace(record, correct=True)) == mask  # successes keep every turn
     # a wrong final answer keeps its turn: it decided the outcome
-    answered = {**record, "finish_reason": "answer", "loss_mask": mask + [0, 0, 1, 1]}
+    answered = replace(record, finish_reason="answer", loss_mask=mask + [0, 0, 1, 1])
     assert mask_after_first_error(answered) == [0, 0, 1, 1, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1, 1]
     clean = EpisodeStats()
     clean.record_turn(False, 0)
     clean.record_call("get_a", True)
     assert clean.summary()["first_failed_execution_turn"] is None
-    assert mask_after_first_error({**record, "stats": clean.summary()}) == mask  # never failed a call
+    assert mask_after_first_error(replace(record, stats=clean.summary())) == mask  # never failed a call
 
 
 def test_episode_credit_names_each_episodes_advantage_and_trained_turns():
     from toolmaster.trainer.advantages import episode_credit
 
-    base = {"policy_version": 0, "finish_reason": "answer", "rewards": {"total": 0.0}, "stats": {}, "messages": []}
-    records = [{**base, "episode_id": "a", "correct": True}, {**base, "episode_id": "b", "correct": False},
-               {**base, "episode_id": "c", "correct": False}]
+    records = [RolloutRecord("a", correct=True, finish_reason="answer", rewards={"total": 0.0}),
+               RolloutRecord("b", finish_reason="answer", rewards={"total": 0.0}),
+               RolloutRecord("c", finish_reason="answer", rewards={"total": 0.0})]
     # "b" trained only its first turn (failure credit); "c" was dropped (its group was not informative)
     batch = {"episode_ids": ["a", "b"], "advantages": [1.0, -1.0],
              "loss_mask": [[0, 1, 1, 0, 1], [0, 1, 1, 0, 0]]}

@@ -1,17 +1,18 @@
-"""A dead learner rank stops the run with a clear error; `--resume` continues from the last checkpoint."""
+"""A dead learner rank stops the run with a clear error; `--resume` continues from the last checkpoint (on the
+shared fleet, whose learner group is started again: tests/integration/fleets.py)."""
 import ray
 
 from tests.integration.trainer.test_grpo import _config
 
 
-def test_a_dead_learner_rank_stops_the_run_and_resume_continues(ray_local, tmp_path, tiny_model_dir):
+def test_a_dead_learner_rank_stops_the_run_and_resume_continues(fleets, tmp_path, tiny_model_dir):
     import pytest
 
     from toolmaster.learner.group import LearnerRankLost
     from toolmaster.trainer.grpo import start_grpo
 
     cfg = _config(tmp_path / "run", 2, steps=4)  # a checkpoint every 2 steps
-    trainer = start_grpo(cfg, tiny_model_dir)
+    trainer = start_grpo(cfg, tiny_model_dir, fleet=fleets.get(cfg, tiny_model_dir))
     try:
         trainer.step()
         trainer.step()  # checkpoint after step 2
@@ -21,9 +22,7 @@ def test_a_dead_learner_rank_stops_the_run_and_resume_continues(ray_local, tmp_p
             trainer.step()
     finally:
         trainer.close()
-    from tests.integration.fleets import FLEETS  # resume on the shared fleet: the checkpoint, not the actors
-
-    resumed = start_grpo(cfg, tiny_model_dir, resume=True, fleet=FLEETS.get(cfg, tiny_model_dir))
+    resumed = start_grpo(cfg, tiny_model_dir, resume=True, fleet=fleets.get(cfg, tiny_model_dir))
     try:
         assert resumed.step_index == 2 and resumed.version == 2
         assert resumed.step()["task_ids"] == [t.id for t in resumed._tasks(2)]
