@@ -139,7 +139,23 @@ def pytest_collection_modifyitems(config, items):
         items.reverse()
 
 
+STARTED = {"rollout pools": 0, "learner groups": 0}  # built in this process (child processes not counted)
+
+
+def pytest_configure(config):
+    """Count every rollout pool and learner group a test builds, shared or not."""
+    from toolmaster.learner.group import LearnerGroup
+    from toolmaster.rollout.pool import RolloutPool
+
+    for cls, name in ((RolloutPool, "rollout pools"), (LearnerGroup, "learner groups")):
+        def counted(self, *args, __init=cls.__init__, __name=name, **kwargs):
+            STARTED[__name] += 1
+            __init(self, *args, **kwargs)
+        cls.__init__ = counted
+
+
 def pytest_terminal_summary(terminalreporter):
     from tests.integration.fleets import FLEETS
 
-    terminalreporter.write_line(f"shared fleets started: {FLEETS.started}")
+    terminalreporter.write_line(f"shared fleets started: {FLEETS.started}; in this process: "
+                                + ", ".join(f"{n} {k}" for k, n in STARTED.items()))

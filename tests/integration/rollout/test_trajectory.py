@@ -66,13 +66,13 @@ def test_multi_turn_mask_and_retokenization(fleets, tiny_model_dir, tmp_path):
     assert not pool.assignment  # every assignment was released
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     for rec in records:
-        ids, mask, logprobs, messages = rec["token_ids"], rec["loss_mask"], rec["logprobs"], rec["messages"]
+        ids, mask, logprobs, messages = rec.token_ids, rec.loss_mask, rec.logprobs, rec.messages
         assert len(ids) == len(mask) == len(logprobs)
-        assert rec["stats"]["turns"] >= 2  # untrained: no answer, so several turns with observations
-        assert rec["policy_version"] == 0 and rec["timings"]["generate"] > 0
+        assert rec.stats["turns"] >= 2  # untrained: no answer, so several turns with observations
+        assert rec.policy_version == 0 and rec.timings["generate"] > 0
         # the trajectory ends with the policy's last turn (observations after it were never seen by it)
         last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-        tools = next(t for t in tasks if t.id == rec["task_id"]).schemas
+        tools = next(t for t in tasks if t.id == rec.task_id).schemas
         assert tok.decode(ids) + "\n" == render_text(messages[: last + 1], tools)
         assistant = [m["content"] for m in messages if m["role"] == "assistant"]
         runs = _runs(mask)

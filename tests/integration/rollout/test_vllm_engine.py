@@ -25,4 +25,4 @@ def test_a_busy_engine_samples_each_episode_reproducibly(fleets, tiny_model_dir)
     same = [r.token_ids == by_id[r.episode_id] for r in first]
     assert all(same), f"{same.count(False)} of {len(same)} episodes sampled differently"
     assert [r.token_ids for r in capped] == [r.token_ids for r in first[:6]]
-    assert any(first[2 * i]["token_ids"] != first[2 * i + 1]["token_ids"] for i in range(12))  # G episodes differ
+    assert any(first[2 * i].token_ids != first[2 * i + 1].token_ids for i in range(12))  # G episodes differ

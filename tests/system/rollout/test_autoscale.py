@@ -35,7 +35,7 @@ def test_bounds_are_validated():
 
 
 def test_pool_grows_under_queue_pressure_and_drains_back_when_idle(ray_local, tiny_model_dir):
-    """Through real workers on local Ray (tests/cluster/test_autoscaling_cluster.py adds nodes, -m slow)."""
+    """Through real workers on local Ray (tests/system/cluster/test_autoscaling_cluster.py adds nodes, -m slow)."""
     from toolmaster.envs import make_env
     from toolmaster.rollout.pool import RolloutPool
 
@@ -46,9 +46,9 @@ def test_pool_grows_under_queue_pressure_and_drains_back_when_idle(ray_local, ti
     pool = RolloutPool(cfg, tiny_model_dir)
     try:
         assert len(pool.workers) == 1
-        # 24 episodes (≈ 3 s each), one at a time per worker: a queue that outlasts a new worker's engine start
-        records = pool.run(make_env(cfg.env).tasks("test", 12), group_size=2, step=0)
-        assert sorted(r.episode_id for r in records) == sorted(f"s0-t{i}-g{g}" for i in range(12) for g in range(2))
+        # 36 episodes (≈ 3 s each), one at a time per worker: a queue that outlasts a new worker's engine start
+        records = pool.run(make_env(cfg.env).tasks("test", 18), group_size=2, step=0)
+        assert sorted(r.episode_id for r in records) == sorted(f"s0-t{i}-g{g}" for i in range(18) for g in range(2))
         ups = [e for e in pool.events if e["action"] == "scale_up"]
         assert ups and ups[0]["workers_after"] == 2 and "queued" in ups[0]["reason"]
         assert len({r.worker for r in records}) == 2  # the added worker served episodes

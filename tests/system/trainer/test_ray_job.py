@@ -46,6 +46,9 @@ def test_ray_job_submit_grpo(tmp_path, tiny_model_dir):
     """The launch path: token authentication on explicitly for the head and the job CLI alike (Ray
     enables it for `ray start --head` whenever ~/.ray/auth_token exists, but its job CLI sends the token only
     in token mode), with this test's own token, so neither earlier tests nor that file matter."""
+    from tests.conftest import stop_ray
+
+    stop_ray()  # the session's fleets hold memory and cores the new head's job agent needs to start
     import uuid
 
     token = tmp_path / "auth_token"
@@ -66,7 +69,7 @@ def test_ray_job_submit_grpo(tmp_path, tiny_model_dir):
         shutil.copytree(ROOT, work, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "wandb", "__pycache__"))
         run_dir = tmp_path / "run"
         t = time.time()
-        for _ in range(6):  # a just-started head answers "No available agent" until its job agent is up
+        for _ in range(12):  # a just-started head answers "No available agent" until its job agent is up
             job = _ray("job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir", str(work), "--",
                        sys.executable, "ray_jobs/grpo.py", "--model", tiny_model_dir, "--run-dir", str(run_dir),
                        "grpo.steps=1", "grpo.prompts_per_step=2", "grpo.group_size=2", "env.max_turns=2",

@@ -49,7 +49,8 @@ def test_transformers_generates_through_chat_template(tiny_model_dir):
 def test_the_tokenizer_corpus_is_pinned():
     """The tokenizer is trained on this corpus, and the whole build (copy pre-training, SFT strength)
     follows from the tokenizer: adding the val split's text once moved the quickstart's SFT model from
-    0.66 to 0.94 held-out. A change here re-rolls the build; re-measure the README's figures with it."""
+    0.66 to 0.94 held-out. A change here re-rolls the build; re-measure the quickstart's figures
+    (docs/results/) with it."""
     import hashlib
 
     from toolmaster.config import build_config
