@@ -48,12 +48,16 @@ def test_plan_items_follow_zero_stage_precision_and_checkpointing():
     assert off["optimizer"] == 0 and off["cpu_offloaded_optimizer"] == pytest.approx(base["optimizer"])
 
 
-def test_a_missing_or_broken_model_fails_before_ray_starts(tmp_path, tiny_model_dir, capsys):
-    import ray
+def test_a_missing_or_broken_model_fails_before_ray_starts(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    def no_ray():  # whatever ran before (a shared Ray instance may be up), this command must not start Ray
+        raise AssertionError("Ray was started")
+
+    for module in ("toolmaster.ray_utils", "toolmaster.trainer.grpo", "toolmaster.trainer.sft"):
+        monkeypatch.setattr(f"{module}.init_ray", no_ray)
 
     assert main(["grpo", "--model", "/nonexistent", f"run_dir={tmp_path / 'r'}"]) == 2
     assert "--model = '/nonexistent': not a directory" in capsys.readouterr().err
-    assert not ray.is_initialized() and not (tmp_path / "r").exists()  # no Ray, no wandb, no run directory
+    assert not (tmp_path / "r").exists()  # no Ray, no wandb, no run directory
     assert main(["sft", "--model", str(tmp_path), "--data", str(tmp_path), f"run_dir={tmp_path / 'r'}"]) == 2
     assert "not a model directory (no config.json)" in capsys.readouterr().err
     broken = tmp_path / "broken"
@@ -63,12 +67,11 @@ def test_a_missing_or_broken_model_fails_before_ray_starts(tmp_path, tiny_model_
     with pytest.raises(ConfigError,
                        match="tokenizer mismatch, the tokenizer has .* tokens but the model's vocab_size is 100"):
         check_model_dir(str(broken))
-    assert not ray.is_initialized()
     # a model directory without Adam moments cannot seed grpo.optimizer_state=checkpoint
     assert main(["grpo", "--model", tiny_model_dir, f"run_dir={tmp_path / 'r'}",
                  "grpo.optimizer_state=checkpoint"]) == 2
     assert "holds no optimizer state" in capsys.readouterr().err
-    assert not ray.is_initialized() and not (tmp_path / "r").exists()
+    assert not (tmp_path / "r").exists()
 
 
 def test_a_microbatch_budget_below_the_longest_sequence_is_refused(tiny_model_dir, capsys, tmp_path):
