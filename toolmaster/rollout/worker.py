@@ -82,6 +82,8 @@ class RolloutWorker:
         # the environment's config), or without them in this worker's own sandbox pool
         self.env_actors = env_actors or []
         self._local_runner = None
+        if not self.env_actors:  # built here, not on the first episode: sandbox start-up stays off the rollout path
+            self._local()
         self._envs: dict[str, tuple] = {}  # settings.env_key -> (environment, tool runner)
         self.transport = make_transport(self.cfg.rollout.weight_transport)
         self.endpoint = None  # started for the first episode of an endpoint environment (envs/agent.py)
