@@ -38,28 +38,43 @@ def quickstart(cfg, out_dir: str) -> dict:
         summary = synthesize(cfg, out / "data", tokenizer, progress=advance)
     timings["synth_s"] = round(time.time() - t1, 1)
 
+    from toolmaster.config import check_runtime
+    from toolmaster.plan import check_learner_plan
+    from toolmaster.tools.sandbox import check_isolation
+    from toolmaster.trainer.fleet import build_fleet
     from toolmaster.trainer.grpo import train_grpo
     from toolmaster.trainer.sft import train_sft
 
+    # what SFT and GRPO check before any actor starts, checked before their shared fleet starts
+    check_runtime(cfg)
+    check_learner_plan(cfg, str(model_dir), longest_sequence=cfg.sft.max_tokens, what="sft.max_tokens")
+    check_learner_plan(cfg, str(model_dir))
+    check_isolation(cfg.sandbox)
     t2 = time.time()
-    sft_cfg = cfg.model_copy(deep=True)
-    sft_cfg.run_dir = str(out / "sft")
-    sft = train_sft(sft_cfg, str(model_dir), str(out / "data"))
-    timings["sft_s"] = round(time.time() - t2, 1)
+    # one fleet for every stage: each stage resets it to its start model and settings (no engine restarts)
+    with console.status("starting the fleet (vLLM workers, DeepSpeed ranks)"):
+        fleet = build_fleet(cfg, str(model_dir))
+    try:
+        sft_cfg = cfg.model_copy(deep=True)
+        sft_cfg.run_dir = str(out / "sft")
+        sft = train_sft(sft_cfg, str(model_dir), str(out / "data"), learners=fleet.learners)
+        timings["sft_s"] = round(time.time() - t2, 1)
 
-    t3 = time.time()
-    grpo_cfg = cfg.model_copy(deep=True)
-    grpo_cfg.run_dir = str(out / "grpo")
-    grpo = train_grpo(grpo_cfg, sft["checkpoint"])
-    timings["grpo_s"] = round(time.time() - t3, 1)
+        t3 = time.time()
+        grpo_cfg = cfg.model_copy(deep=True)
+        grpo_cfg.run_dir = str(out / "grpo")
+        grpo = train_grpo(grpo_cfg, sft["checkpoint"], fleet=fleet)
+        timings["grpo_s"] = round(time.time() - t3, 1)
 
-    t4 = time.time()
-    # with grpo.keep_best the GRPO stage is the model chosen on the validation split (possibly the SFT model)
-    grpo_model = Path(grpo["run_dir"]) / "checkpoints" / ("best" if grpo["best"] else "latest")
-    stages = {"untrained": str(model_dir), "sft": sft["checkpoint"], "grpo": str(grpo_model)}
-    reports = evaluate_stages(cfg, out, stages, reach_of="sft",
-                              done=heldout_reports_from_grpo(cfg, Path(grpo["run_dir"]), out))
-    timings["eval_s"] = round(time.time() - t4, 1)
+        t4 = time.time()
+        # with grpo.keep_best the GRPO stage is the model chosen on the validation split (possibly the SFT model)
+        grpo_model = Path(grpo["run_dir"]) / "checkpoints" / ("best" if grpo["best"] else "latest")
+        stages = {"untrained": str(model_dir), "sft": sft["checkpoint"], "grpo": str(grpo_model)}
+        reports = evaluate_stages(cfg, out, stages, reach_of="sft", pool=fleet.pool,
+                                  done=heldout_reports_from_grpo(cfg, Path(grpo["run_dir"]), out))
+        timings["eval_s"] = round(time.time() - t4, 1)
+    finally:
+        fleet.close()
     timings["total_s"] = round(time.time() - t0, 1)
 
     result = {

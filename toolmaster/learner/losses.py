@@ -95,16 +95,3 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tens
                  "ratio_mean": (ratio * mask).sum().item() / n.item(),
                  "kl": (kl * mask).sum().item() / n.item()}
     return loss, stats
-
-
-def group_advantages(rewards: list[float], group_size: int, std_normalize: bool = True,
-                     eps: float = 1e-6) -> list[float]:
-    """(r − mean)/(std + ε) within each consecutive group of ``group_size`` (no std: Dr.GRPO)."""
-    out = []
-    for lo in range(0, len(rewards), group_size):
-        group = torch.tensor(rewards[lo: lo + group_size], dtype=torch.float64)
-        centered = group - group.mean()
-        if std_normalize:
-            centered = centered / (group.std(unbiased=False) + eps)
-        out.extend(centered.tolist())
-    return out

@@ -11,8 +11,26 @@ correctness does not vary gets advantages no larger than the shaping weights.
 """
 from __future__ import annotations
 
+import math
+
 from toolmaster.rewards import OUTCOME
 from toolmaster.rollout.record import RolloutRecord
+
+
+def group_advantages(rewards: list[float], group_size: int, std_normalize: bool = True,
+                     eps: float = 1e-6) -> list[float]:
+    """(r − mean)/(std + ε) within each consecutive group of ``group_size``, population std (no std:
+    Dr.GRPO). Float64, as torch's two-pass std computes it; the learner takes the result in float32."""
+    out = []
+    for lo in range(0, len(rewards), group_size):
+        group = rewards[lo: lo + group_size]
+        mean = sum(group) / len(group)
+        centered = [r - mean for r in group]
+        if std_normalize:
+            std = math.sqrt(sum(c * c for c in centered) / len(group))
+            centered = [c / (std + eps) for c in centered]
+        out.extend(centered)
+    return out
 
 
 def _outcome(record: RolloutRecord, weights: dict) -> float:
@@ -27,10 +45,6 @@ def episode_advantages(records: list[RolloutRecord], group_size: int, weights: d
                        include_failed: bool = False) -> list[float]:
     """Per episode: the group-normalized outcome plus the group-centred (unscaled) shaping terms. Failed
     episodes get 0 and take no part in their group's statistics unless ``include_failed``."""
-    # torch, deferred: the group statistics are the learner's float64 tensor arithmetic, whose summation
-    # order a pure-Python mean/std does not reproduce to the last bit (the recorded runs' advantages)
-    from toolmaster.learner.losses import group_advantages
-
     out = [0.0] * len(records)
     for lo in range(0, len(records), group_size):
         idx = _live(records, lo, group_size, include_failed)

@@ -5,7 +5,7 @@ import pytest
 
 from toolmaster.config import build_config
 from toolmaster.rollout.record import RolloutRecord
-from toolmaster.trainer.advantages import episode_advantages, informative, loss_weights
+from toolmaster.trainer.advantages import episode_advantages, group_advantages, informative, loss_weights
 from toolmaster.trainer.grpo import minibatches
 
 WEIGHTS = build_config({}).rewards.model_dump()  # the defaults: correctness 1, format 0.1 (a penalty)
@@ -121,3 +121,43 @@ def test_episode_credit_names_each_episodes_advantage_and_trained_turns():
     assert (out["a"]["advantage"], out["a"]["trained_turns"]) == (1.0, [0, 1])
     assert (out["b"]["advantage"], out["b"]["trained_turns"]) == (-1.0, [0])
     assert (out["c"]["advantage"], out["c"]["trained_turns"]) == (None, [])
+
+
+def test_group_advantages_and_dr_grpo():
+    adv = group_advantages([1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0], 4)
+    assert abs(sum(adv[:4])) < 1e-9 and adv[0] > 0 > adv[1]
+    assert adv[4:] == [0.0] * 4  # a zero-variance group has no signal
+    dr = group_advantages([1.0, 0.0, 1.0, 1.0], 4, std_normalize=False)
+    assert dr == [0.25, -0.75, 0.25, 0.25]
+
+
+def test_group_advantages_equal_torch_at_the_learners_float32():
+    """The driver computes advantages without torch; the learner takes them as float32. Torch's float64
+    sum order follows the CPU's vector width, so the two may differ in float64's last bit, and after the
+    float32 cast at most by one float32 step."""
+    import random
+
+    import torch
+
+    rng = random.Random(0)
+    for _ in range(2000):
+        g = rng.choice([2, 4, 8, 16])
+        rewards = [rng.choice([0.0, 1.0, 0.1, 1.1]) + rng.random() * rng.choice([0.0, 0.05, 1.0]) for _ in range(g)]
+        for std in (True, False):
+            group = torch.tensor(rewards, dtype=torch.float64)
+            ref = group - group.mean()
+            if std:
+                ref = ref / (group.std(unbiased=False) + 1e-6)
+            ours = torch.tensor(group_advantages(rewards, g, std), dtype=torch.float32)
+            ref = ref.to(torch.float32)
+            step = torch.finfo(torch.float32).eps * ref.abs().clamp(min=1e-6)
+            assert ((ours - ref).abs() <= step).all(), (rewards, std)
+
+
+def test_the_advantage_code_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, toolmaster.trainer.advantages; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
