@@ -14,6 +14,9 @@ from toolmaster.config import Config, build_config  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TOOLHOP = DATA / "toolhop" / "toolhop_100.jsonl"
+# Qwen2.5-Instruct's published tokenizer files and configs, no weights (../shared/models/README.md)
+QWEN = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "qwen2.5-instruct"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture(scope="session")
@@ -95,6 +98,28 @@ def fresh_ray():
     stop_ray()
     yield start_ray
     stop_ray()
+
+
+@pytest.fixture(scope="session")
+def real_shape_model_dir(tmp_path_factory) -> str:
+    """Random weights on Qwen2.5-Instruct's real tokenizer and template (151,665 tokens), kept small: the
+    vocabulary projection dominates every step at this size."""
+    from toolmaster.models.real_shape import build_real_shape_model
+
+    cfg = build_config({}, ["model.hidden_size=64", "model.num_heads=2", "model.num_kv_heads=1",
+                            "model.intermediate_size=128", "model.num_layers=2"])
+    out = tmp_path_factory.mktemp("real_shape") / "model"
+    build_real_shape_model(cfg, out, QWEN)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer():
+    """The real Qwen2.5-Instruct tokenizer (151,665 tokens) with its official chat template."""
+    from transformers import AutoTokenizer
+
+    assert (QWEN / "vocab.json").is_file(), f"the shared Qwen2.5 tokenizer files are missing: {QWEN}"
+    return AutoTokenizer.from_pretrained(str(QWEN))
 
 
 @pytest.fixture(scope="session")

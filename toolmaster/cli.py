@@ -1,4 +1,5 @@
-"""The ``toolmaster`` command: quickstart, tiny-model, synth, sft, grpo, eval, serve-tools, serve-model.
+"""The ``toolmaster`` command: quickstart, tiny-model, synth, sft, grpo, eval, data, check, plan, serve-tools,
+serve-model.
 
 Every command takes ``--config FILE`` and trailing dotted ``key=value`` overrides; its own flags are
 shorthands for overrides, applied first, so an explicit ``key=value`` wins (``toolmaster eval compare BEFORE
@@ -26,9 +27,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="toolmaster", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("tiny-model", help="build the tiny Qwen2 model and its local tokenizer")
+    p = sub.add_parser("tiny-model", help="build the tiny Qwen2 model and its local tokenizer, or (--tokenizer) "
+                       "a small random-weight model on a real tokenizer")
     p.add_argument("--out", required=True)
     p.add_argument("--tie-embeddings", action="store_true")
+    p.add_argument("--tokenizer", dest="real_tokenizer", metavar="DIR",
+                   help="a real model's tokenizer folder (e.g. Qwen2.5-Instruct's): its vocabulary, special tokens "
+                        "and chat template, with random weights of model.* shape")
     _common(p)
 
     p = sub.add_parser("synth", help="synthesize teacher trajectories (a datasets dataset + summary.json)")
@@ -62,13 +67,26 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (("sft", "SFT on teacher trajectories (Ray + DeepSpeed learner group)"),
                        ("grpo", "GRPO with vLLM rollout workers and the real tools (Ray + DeepSpeed)")):
         p = sub.add_parser(name, help=text)
-        p.add_argument("--model", help="HF model directory to start from (default: model.path, else a new tiny model)")
+        p.add_argument("--model", help="model folder or hub id (org/name[@revision]) to start from (default: "
+                       "model.path)")
+        p.add_argument("--tiny", action="store_true", help="no model of your own: build the toy tiny model (1 M "
+                       "parameters, its own tokenizer) into RUN_DIR/base_model and start from it")
         if name == "sft":
-            p.add_argument("--data", dest="sft_data", help="dataset written by `toolmaster synth`")
+            p.add_argument("--data", dest="sft_data", help="JSONL/JSON file or folder (OpenAI chat or ShareGPT rows), "
+                           "a dataset written by `toolmaster synth`, or a hub dataset id")
         p.add_argument("--run-dir", help="run directory (metrics, plots, checkpoints)")
         p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
         _common(p)
 
+    p = sub.add_parser("check", help="run every pre-launch check of a config and exit (splits, data, model config "
+                       "and tokenizer, memory plan); never starts Ray")
+    p.add_argument("--command", dest="for_command", default="grpo", choices=["grpo", "sft", "eval", "quickstart"],
+                   help="the command the config is for (default grpo)")
+    p.add_argument("--model", help="model folder or hub id (model.path; eval.model with --command eval)")
+    p.add_argument("--local", action="store_true", help="also check this machine: CUDA and NCCL, sandbox isolation")
+    _common(p)
+
+    p = sub.add_parser("data", help="`toolmaster data check DATA --model M`: " + DATA_CHECK_USAGE)
     p = sub.add_parser("serve-tools", help="the StableToolBench-compatible tool server (POST /virtual)")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
@@ -121,6 +139,49 @@ def _compare(argv: list[str]) -> int:
     return 0
 
 
+DATA_CHECK_USAGE = ("check SFT data against a model's chat template before training: rows, lengths in the "
+                    "model's tokens, and every row that cannot be used, with its file, line and reason")
+
+
+def _data_check(argv: list[str]) -> int:
+    """``toolmaster data check FILE --model M``: exit 0 when every row is usable, 1 when some are not, 2 when
+    the data or the model cannot be read."""
+    import statistics
+
+    from transformers import AutoTokenizer
+
+    from toolmaster.trainer.sft import drop_summary, prepare_examples
+
+    p = argparse.ArgumentParser(prog="toolmaster data check", description=DATA_CHECK_USAGE)
+    p.add_argument("data", metavar="DATA", help="JSONL/JSON file or folder, saved dataset, or hub dataset id")
+    p.add_argument("--model", required=True, help="model folder or hub id whose tokenizer and chat template to use")
+    p.add_argument("--max-tokens", type=int, default=None, help="longest usable row (default: sft.max_tokens)")
+    p.add_argument("--show", type=int, default=10, help="bad rows to list")
+    args = p.parse_args(argv)
+    max_tokens = args.max_tokens or load_config(None, []).sft.max_tokens
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(args.model)
+    except (OSError, ValueError) as err:
+        print(f"toolmaster data check: --model {args.model!r}: no tokenizer there ({err})", file=sys.stderr)
+        return 2
+    try:
+        examples, bad = prepare_examples(args.data, tokenizer, max_tokens)
+    except ConfigError as err:
+        print(f"toolmaster data check: {err}", file=sys.stderr)
+        return 2
+    lengths = sorted(len(ids) for ids, _ in examples)
+    print(f"{args.data}: {len(examples) + len(bad)} rows, {len(examples)} usable, {len(bad)} not "
+          f"({drop_summary(bad)}; max_tokens {max_tokens})")
+    if lengths:
+        trained = sum(sum(mask) for _, mask in examples)
+        print(f"tokens per usable row ({args.model}): min {lengths[0]}, median {statistics.median(lengths):g}, "
+              f"p95 {lengths[int(0.95 * (len(lengths) - 1))]}, max {lengths[-1]}; assistant (trained) tokens "
+              f"{trained / sum(lengths):.1%}")
+    for b in bad[:args.show]:
+        print(f"  {b}")
+    return 1 if bad else 0
+
+
 # the quickstart's recipe (SFT budget, GRPO settings); --config replaces it
 QUICKSTART_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 
@@ -133,7 +194,7 @@ def _flag_overrides(args) -> list[str]:
     }
     if args.command == "serve-tools":
         pairs.update(host="env.tool_server.host", port="env.tool_server.port")
-    if args.command in ("sft", "grpo"):
+    if args.command in ("sft", "grpo") or (args.command == "check" and args.for_command != "eval"):
         pairs["model"] = "model.path"
     if args.command == "synth":
         pairs["model"] = "synth.endpoint.model"
@@ -144,15 +205,21 @@ def _flag_overrides(args) -> list[str]:
 
 
 # CPU-friendly defaults for the engines (a user's own settings win): one BLAS thread per process, a small
-# vLLM CPU KV cache, no hub access, offline wandb.
-_ENV_DEFAULTS = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+# vLLM CPU KV cache, offline wandb. Hub access is the user's to turn off (HF_HUB_OFFLINE=1).
+_ENV_DEFAULTS = {"OMP_NUM_THREADS": "1",
                  "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false", "VLLM_LOGGING_LEVEL": "WARNING"}
 
 
 def _run(args, cfg) -> int:
     from toolmaster import console
 
-    if args.command == "tiny-model":
+    if args.command == "tiny-model" and args.real_tokenizer:
+        from toolmaster.models.real_shape import build_real_shape_model
+        with console.status("building a random-weight model on " + args.real_tokenizer):
+            facts = build_real_shape_model(cfg, args.out, args.real_tokenizer,
+                                           tie_embeddings=args.tie_embeddings or None)
+        console.print_json("real-shape model written to " + args.out, facts)
+    elif args.command == "tiny-model":
         from toolmaster.models.tiny import build_tiny_model
         with console.status("building the tiny model and training its tokenizer"):
             facts = build_tiny_model(cfg, args.out, tie_embeddings=args.tie_embeddings or None)
@@ -182,8 +249,10 @@ def _run(args, cfg) -> int:
             print("\n".join(reach_lines(report["reach"])))
     elif args.command in ("sft", "grpo"):
         model_dir = cfg.model.path
+        if model_dir is None and not args.tiny:
+            raise ConfigError(f"{args.command} needs a model: --model DIR or model.path=DIR (or --tiny for the toy "
+                              "model the quickstart builds)")
         if model_dir is None:
-
             from toolmaster.models.tiny import build_tiny_model
             model_dir = str(Path(cfg.run_dir) / "base_model")
             if not Path(model_dir, "config.json").exists():
@@ -219,6 +288,16 @@ def _run(args, cfg) -> int:
     elif args.command == "quickstart":
         from toolmaster.quickstart import quickstart
         quickstart(cfg, args.out)
+    elif args.command == "check":
+        from toolmaster.preflight import FAILED, run_checks
+        checks = run_checks(cfg, args.for_command, args.local)
+        print(f"pre-launch checks for `toolmaster {args.for_command}`:")
+        for c in checks:
+            print(f"  [{c.status}] {c.name}: {c.detail}")
+        failed = [c for c in checks if c.status == FAILED]
+        print(f"{len(failed)} of {len(checks)} checks failed" if failed else f"all {len(checks)} checks pass "
+              "(or cannot be checked on this machine)")
+        return 1 if failed else 0
     return 0
 
 
@@ -229,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:2] == ["eval", "compare"]:  # a subcommand of eval: its positionals are not config overrides
         return _compare(argv[2:])
+    if argv[:2] == ["data", "check"]:
+        return _data_check(argv[2:])
     args, extra = _parser().parse_known_args(argv)
     if args.command == "serve-model":
         from toolmaster.llm.serve_model import server_command
@@ -249,6 +330,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"toolmaster: {err}", file=sys.stderr)
         return 2
     try:  # settings that pass the schema but cannot work (a missing model, a plan that does not fit)
+        from toolmaster.models.hub import resolve_model
+
+        # a hub id becomes one snapshot folder here, on the driver, before any actor starts
+        weights = args.command not in ("plan", "check")  # these read only configs and tokenizers
+        cfg.model.path = resolve_model(cfg.model.path, "--model (model.path)", weights)
+        cfg.eval.model = resolve_model(cfg.eval.model, "--model (eval.model)", weights)
         return _run(args, cfg)
     except ConfigError as err:
         print(f"toolmaster: {err}", file=sys.stderr)

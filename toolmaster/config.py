@@ -15,7 +15,8 @@ from toolmaster.envs import make_env
 
 
 class ModelConfig(Section):
-    path: str | None = Field(None, description="HF model directory; None means build the tiny model")
+    path: str | None = Field(None, description="model folder or hub id (org/name[@revision], resolved through the "
+                             "Hugging Face cache); sft and grpo need one (the quickstart builds the tiny model)")
     tie_embeddings: bool = Field(True, description="tied: copying works for tokens rare in training data")
     hidden_size: int = Field(128, ge=32)
     num_layers: int = Field(4, ge=1)
@@ -331,6 +332,8 @@ class LearnerConfig(Section):
     grad_clip: float = Field(1.0, gt=0)
     eps_low: float = Field(0.2, ge=0)
     eps_high: float = Field(0.28, ge=0)
+    clip_ratio_c: float = Field(3.0, gt=1, description="dual clip: for a negative advantage the per-token loss is "
+                                "capped at −c·A, however far the importance ratio exceeds 1 + eps_high")
     kl_beta: float = Field(0.0, ge=0, description="weight of KL(π‖π_ref) to the frozen starting model; 0 loads no "
                            "reference")
     lora: LoRAConfig = LoRAConfig()
@@ -367,6 +370,10 @@ class GRPOConfig(Section):
         "whole", description="whole: every sampled token of an unsuccessful episode carries its advantage; "
         "until_first_error: only its turns up to its first failed execution call (its retries repeat right "
         "moves with wrong details; trainer/advantages.py)")
+    context_limit: Literal["train", "mask"] = Field(
+        "train", description="an episode whose next turn no longer fits rollout.engine.max_model_len (finish "
+        "reason context_limit; its record ends at its last sampled turn): train it with its advantage like any "
+        "other, or mask it out of the loss (DAPO's overlong filtering) while it still counts in its group")
     warmup_steps: int = Field(2, ge=0, description="linear learning-rate warm-up over the first updates "
                               "(with optimizer_state 'fresh' the RL stage starts with empty Adam moments)")
     optimizer_state: Literal["fresh", "checkpoint"] = Field(
@@ -393,7 +400,10 @@ class GRPOConfig(Section):
 
 
 class SFTConfig(Section):
-    data: str | None = Field(None, description="a dataset written by `toolmaster synth`")
+    data: str | None = Field(None, description="JSONL/JSON file or folder (OpenAI chat or ShareGPT rows), a saved "
+                             "dataset (`toolmaster synth`) or a hub dataset id")
+    max_bad_fraction: float = Field(0.05, ge=0, le=1, description="the run refuses data of which a larger share "
+                                    "of rows is malformed or longer than max_tokens (each is reported)")
     steps: int = Field(400, ge=1)
     batch_size: int = Field(8, ge=1)
     lr: float = Field(2e-3, gt=0, description="peak SFT learning rate (a tiny model from scratch needs a high one)")

@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import TOOLHOP
 from toolmaster.cli import main
 
@@ -83,3 +85,17 @@ def test_synth_with_an_openai_teacher_command(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["teacher"] == "openai" and summary["num_tasks"] == 5 and len(fake.requests) == 5
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["sft", "--data", "d.jsonl"], "sft needs a model: --model DIR or model.path=DIR (or --tiny"),
+    (["grpo"], "grpo needs a model: --model DIR or model.path=DIR (or --tiny"),
+    (["eval", "--policy", "model", "--out", "OUT"], "--model (eval.model): no model given"),
+])
+def test_no_model_is_a_config_error_not_a_silent_toy(argv, message, tmp_path, capsys, monkeypatch):
+    """Only the quickstart, or an explicit --tiny, builds the toy model (it once trained 3 minutes silently)."""
+    monkeypatch.chdir(tmp_path)
+    assert main([a.replace("OUT", str(tmp_path / "out")) for a in argv] + [f"run_dir={tmp_path / 'r'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("toolmaster: ") and message in err and "Traceback" not in err
+    assert not (tmp_path / "r" / "base_model").exists()

@@ -10,15 +10,19 @@ from toolmaster.envs.agent import agent_result
 from toolmaster.protocol import EpisodeStats
 
 
-async def run_custom_episode(endpoint, env, task, episode_id: str, generation=None) -> tuple[Episode, list]:
+async def run_custom_episode(endpoint, env, task, episode_id: str, generation=None,
+                             client_sampling: bool = True) -> tuple[Episode, list]:
     """The episode (reward, correctness, turns; ``error`` when the agent raised or timed out) and the
-    trajectories of its conversation (one, or several where the client broke the prefix)."""
+    trajectories of its conversation (one, or several where the client broke the prefix). Without
+    ``client_sampling`` (training) the agent's requests sample with ``generation`` whatever they ask."""
     from openai import AsyncOpenAI
 
     if endpoint.port is None:
         await endpoint.start()
     if generation is not None:
         endpoint.base_generation[episode_id] = generation
+    if not client_sampling:
+        endpoint.fixed_sampling.add(episode_id)
     episode = Episode(episode_id=episode_id, task_id=task.id, messages=[], tools=[])
     client = AsyncOpenAI(base_url=endpoint.base_url(episode_id), api_key="toolmaster", max_retries=0,
                          timeout=env.cfg.timeout_s)
@@ -39,6 +43,7 @@ async def run_custom_episode(endpoint, env, task, episode_id: str, generation=No
         await client.close()
     segments, session = endpoint.close_session(episode_id)
     endpoint.base_generation.pop(episode_id, None)
+    endpoint.fixed_sampling.discard(episode_id)
     episode.messages = session.last_messages
     episode.stats = {**EpisodeStats().summary(), "turns": session.requests}
     episode.timings = {"tools": 0.0, "score": 0.0, "agent": time.perf_counter() - start}

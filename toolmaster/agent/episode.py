@@ -17,6 +17,7 @@ class Episode:
     calls: list[str] = field(default_factory=list)  # names of the well-formed tool calls, in order
     correct: bool = False
     grade: float | None = None  # the environment's score in [0, 1]; None: not gradable (no judge)
+    reward_grade: float | None = None  # the score the correctness reward uses (Environment.reward_grade)
     judgments: dict = field(default_factory=dict)  # further scores in [0, 1] by name, e.g. {"success": 0.5}
     rewards: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)  # seconds: tools (tool calls), score (correctness + rewards)

@@ -42,6 +42,12 @@ class Environment(ABC):
     def grade(self, task: Task, episode) -> float | None:
         """The episode's score in [0, 1] (1 = correct); None when it cannot be graded (no judge configured)."""
 
+    def reward_grade(self, task: Task, episode) -> float | None:
+        """The grade the training reward uses; the reported grade by default. A benchmark whose reporting
+        rule is lenient (ToolHop credits the gold answer anywhere in the reply) trains on a strict one, or a
+        policy learns to list candidates."""
+        return episode.grade
+
     def judgments(self, task: Task, episode) -> dict[str, float]:
         """Scores beside the grade, each in [0, 1] (reported as ``<name>_rate``); none by default."""
         return {}

@@ -3,7 +3,8 @@
 Data: a local JSON/JSONL file in the published layout (question, answer, tools{sub-question: schema},
 functions[source]); with network access a hub id ("bytedance-research/ToolHop") also works via datasets.
 Scoring is the official rule: the gold answer, lower-cased and without a trailing ".0", must be a substring
-of the last assistant message (commas removed) or of the last tool response.
+of the last assistant message (commas removed) or of the last tool response. The training reward is
+stricter: the normalized <answer> must equal the normalized gold answer.
 """
 from __future__ import annotations
 
@@ -71,6 +72,16 @@ def official_correct(reference: str, final_message: str | None, last_observation
     return gold in message or gold in (last_observation or "").lower()
 
 
+def normalized_answer(text: str | None) -> str:
+    """Lower case, no commas, no trailing ".0", outer punctuation and whitespace stripped."""
+    out = normalize_gold((text or "").replace(",", "")).strip(" \t\n.!?;:'\"")
+    return out[:-2] if out.endswith(".0") else out
+
+
+def exact_match(reference: str, answer: str | None) -> bool:
+    return bool(normalize_gold(reference)) and normalized_answer(answer) == normalized_answer(reference)
+
+
 class ToolHop(RuleGradedEnvironment):
     name = "toolhop"
     metric = "accuracy"
@@ -91,3 +102,8 @@ class ToolHop(RuleGradedEnvironment):
         # The official rule reads the last assistant message; in this protocol that message's content is the
         # <answer> body (the tags themselves would match short gold answers such as "er" or "s").
         return official_correct(task.reference, answer if answer is not None else final_message, last_observation)
+
+    def reward_grade(self, task, episode) -> float:
+        # the reported rule credits the gold answer as a substring of the reply or of the last tool response;
+        # as a reward a policy games it by listing candidates, so training takes the exact <answer>
+        return float(exact_match(task.reference, episode.answer))

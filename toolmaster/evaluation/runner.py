@@ -37,7 +37,9 @@ def run_on_fleet(cfg, tasks: list, pool=None, on_record: Callable[[dict], None] 
     own = pool is None
     if own:
         if not cfg.eval.model:
-            raise ValueError("policy 'model' needs a model directory (--model DIR or eval.model=DIR)")
+            from toolmaster.config import ConfigError
+
+            raise ConfigError("policy 'model' needs a model: --model DIR or eval.model=DIR")
         init_ray()
         pool = RolloutPool(fleet_config(cfg), cfg.eval.model)
     try:
@@ -85,6 +87,10 @@ def evaluate(cfg, out_dir: str | Path, policy=None, progress: Callable[[int, int
     if cfg.env.name in ENDPOINT_ENVS and policy is None and cfg.eval.policy != "model":
         raise ConfigError(f"env {cfg.env.name} runs outside agent code against a model's endpoint: use --policy "
                           "model --model DIR")
+    if policy is None and cfg.eval.policy == "model" and pool is None:
+        from toolmaster.plan import check_model_dir
+
+        check_model_dir(cfg.eval.model, "--model (eval.model)")
     check_runtime(cfg)
     sandbox_layers = check_isolation(cfg.sandbox)
     start = time.time()

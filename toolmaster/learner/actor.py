@@ -16,6 +16,7 @@ import torch
 
 from toolmaster.learner.losses import TokenLogprobs, grpo_loss, logprob_chunks, sft_loss, token_logprobs
 from toolmaster.learner.microbatch import plan_microbatches
+from toolmaster.models.real_shape import tokenizer_file_names
 from toolmaster.plan import BUCKET_ELEMENTS
 
 
@@ -131,8 +132,7 @@ class Learner:
         self.policy = self.engine.module.policy  # the HF model (or its peft wrapper) inside the engine
         # the tokenizer travels with every checkpoint; read once, so later checkpoints never depend on the
         # directory this run started from still existing
-        self.tokenizer_files = {name: (Path(model_dir) / name).read_bytes() for name in os.listdir(model_dir)
-                                if name.startswith(("tokenizer", "special_tokens", "chat_template"))}
+        self.tokenizer_files = {name: (Path(model_dir) / name).read_bytes() for name in tokenizer_file_names(model_dir)}
         self.steps = 0
 
     @property
@@ -189,11 +189,13 @@ class Learner:
             loss, stats, n = self._micro_loss(shard, rows, kind, batch)
             self.engine.backward(loss)
             loss_sum, tokens = loss_sum + loss.item(), tokens + n
-            for key, value in stats.items():  # token-weighted, as if computed over the whole shard
-                weighted[key] = weighted.get(key, 0.0) + value * n
+            for key, value in stats.items():  # token-weighted, as if computed over the whole shard; maxima kept
+                weighted[key] = max(weighted.get(key, 0.0), value) if key.endswith("_max") else \
+                    weighted.get(key, 0.0) + value * n
         self.engine.step()
         self.steps += 1
-        stats = {k: v / tokens for k, v in weighted.items()} if tokens else {k: 0.0 for k in weighted}
+        stats = ({k: v if k.endswith("_max") else v / tokens for k, v in weighted.items()} if tokens
+                 else {k: 0.0 for k in weighted})
         grad_norm = self.engine.get_global_grad_norm()  # before clipping: how hard this update pushed
         if grad_norm is not None:
             stats["grad_norm"] = float(grad_norm)
@@ -219,7 +221,8 @@ class Learner:
             weights = torch.tensor([shard["loss_weights"][i] for i in rows], dtype=torch.float32) * self.world_size
         ref = self._reference_logprobs(ids) if self.cfg.get("kl_beta", 0.0) > 0 else None
         loss, stats = grpo_loss(logp, old, adv, mask, weights, self.cfg["eps_low"], self.cfg["eps_high"],
-                                ref_logp=ref, beta=self.cfg.get("kl_beta", 0.0))
+                                ref_logp=ref, beta=self.cfg.get("kl_beta", 0.0),
+                                clip_ratio_c=self.cfg.get("clip_ratio_c", 3.0))
         return loss, stats, mask.sum().item()
 
     def _logprobs(self, model, ids: torch.Tensor) -> torch.Tensor:

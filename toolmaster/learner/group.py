@@ -78,9 +78,11 @@ class LearnerGroup:
         # each rank's loss is its share of the global token mean, scaled by K (DeepSpeed averages gradients)
         merged = {"loss": sum(r["loss"] for r in results) / len(results), "tokens": sum(r["tokens"] for r in results),
                   "microbatches": max(r["microbatches"] for r in results)}
-        for key in ("clip_fraction", "ratio_mean", "kl", "grad_norm"):
+        for key in ("clip_fraction", "dual_clip_fraction", "ratio_mean", "kl", "grad_norm"):
             if key in results[0]:
                 merged[key] = sum(r[key] for r in results) / len(results)
+        if "ratio_max" in results[0]:
+            merged["ratio_max"] = max(r["ratio_max"] for r in results)
         return merged
 
     def publish(self, version: int, transport: str) -> dict:

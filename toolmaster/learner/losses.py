@@ -71,9 +71,13 @@ def sft_loss(logp: torch.Tensor, mask: torch.Tensor, total_tokens: float) -> tor
 
 def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
               weights: torch.Tensor, eps_low: float, eps_high: float, ref_logp: torch.Tensor | None = None,
-              beta: float = 0.0) -> tuple[torch.Tensor, dict]:
+              beta: float = 0.0, clip_ratio_c: float = 3.0) -> tuple[torch.Tensor, dict]:
     """Clipped importance-ratio objective (DAPO-style ε_low/ε_high) plus β·KL(π‖π_ref) with the k3
     estimator when a reference is given, summed over the loss mask with a per-sequence weight.
+    Dual clip (verl's ``clip_ratio_c``): PPO's clip leaves −ratio·A unbounded for a negative advantage, so a
+    token whose learner logprob far exceeds the sampler's (a bf16 engine/learner mismatch outlier) could
+    dominate an update; its per-token loss is capped at −c·A. The old logprobs are the sampler's own, so
+    there is no recomputed π_old to correct with a truncated importance weight.
     ``advantages`` and ``weights`` are per sequence; the weights decide the aggregation (1/T for every
     sequence: the token mean over the batch; 1/(N·n_i): the mean of per-sequence token means), see
     toolmaster.trainer.advantages.loss_weights."""
@@ -82,6 +86,9 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tens
     unclipped = ratio * adv
     clipped = torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high) * adv
     per_token = -torch.minimum(unclipped, clipped)
+    negative = adv < 0
+    capped = torch.minimum(per_token, -clip_ratio_c * adv)
+    per_token = torch.where(negative, capped, per_token)
     kl = torch.zeros_like(per_token)
     if ref_logp is not None and beta > 0:
         log_r = ref_logp - logp
@@ -91,7 +98,10 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tens
     with torch.no_grad():
         n = mask.sum().clamp(min=1)
         clipped_tokens = ((ratio - 1.0).abs() > 0) & (unclipped != clipped)
+        dual = negative & (ratio > clip_ratio_c)
         stats = {"clip_fraction": clipped_tokens.float().mul(mask).sum().item() / n.item(),
+                 "dual_clip_fraction": dual.float().mul(mask).sum().item() / n.item(),
                  "ratio_mean": (ratio * mask).sum().item() / n.item(),
+                 "ratio_max": (ratio * mask).max().item() if mask.any() else 0.0,
                  "kl": (kl * mask).sum().item() / n.item()}
     return loss, stats

@@ -11,7 +11,8 @@ OUTCOME = "correctness"
 
 
 def correctness(episode) -> float:
-    return float(episode.grade or 0.0)
+    grade = episode.reward_grade if episode.reward_grade is not None else episode.grade
+    return float(grade or 0.0)
 
 
 def format_penalty(episode) -> float:

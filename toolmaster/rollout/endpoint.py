@@ -25,8 +25,6 @@ import uuid
 from dataclasses import dataclass, field
 
 from toolmaster.agent.loop import TurnRequest
-from toolmaster.protocol import render_text
-from toolmaster.protocol.chat_format import IM_END
 
 
 @dataclass
@@ -157,6 +155,7 @@ class AgentEndpoint:
         self.engine, self.model_name, self.host = engine, model_name, host
         self.sessions: dict[str, Session] = {}
         self.base_generation: dict = {}  # session -> GenerationConfig a request's fields override
+        self.fixed_sampling: set = set()  # sessions (training episodes) whose requests cannot change sampling
         self.port: int | None = None
         self._runner = None
 
@@ -237,7 +236,7 @@ class AgentEndpoint:
                         stop: list[str] | None):
         from toolmaster.config import GenerationConfig
 
-        rendered = render_text(messages, schemas, add_generation_prompt=True)
+        rendered = self.engine.chat.render(messages, schemas, add_generation_prompt=True)
         if session.rendered and not rendered.startswith(session.rendered):  # a real break: a new segment
             closed = self.engine.pop_trajectory(sid)
             if closed is not None and closed.token_ids:
@@ -245,6 +244,8 @@ class AgentEndpoint:
         generation = self.base_generation.get(sid, self.engine.default_generation)
         overrides = {k: v for k, v in (("max_new_tokens", body.get("max_tokens") or body.get("max_completion_tokens")),
                                        ("temperature", body.get("temperature"))) if v is not None}
+        if sid in self.fixed_sampling:  # training: the run's sampling, whatever the agent asks for
+            overrides = {}
         self.engine.set_episode_generation(sid, GenerationConfig(**{**generation.model_dump(), **overrides}),
                                            stop=stop)
         session.requests += 1
@@ -253,7 +254,7 @@ class AgentEndpoint:
         sampled_before = sum(traj.loss_mask) if traj else 0
         text = await self.engine.respond(TurnRequest(sid, messages, _Tools(schemas)))
         if text is not None:
-            session.rendered = rendered + text + IM_END
+            session.rendered = rendered + text + self.engine.chat.end_of_turn
         traj = self.engine.trajectories.get(sid)
         completion = (sum(traj.loss_mask) if traj else 0) - sampled_before  # exactly the tokens sampled (trained)
         total = len(traj.token_ids) if traj else 0

@@ -13,8 +13,7 @@ import itertools
 import time
 import zlib
 
-from toolmaster.protocol import render_text
-from toolmaster.protocol.chat_format import IM_END
+from toolmaster.protocol.template import chat_format
 from toolmaster.rollout.trajectory import Trajectory
 
 _GiB = 1 << 30
@@ -41,7 +40,8 @@ def episode_seed(run_seed: int, episode_id: str, turn: int) -> int:
 
 
 class VLLMEngine:
-    """A conversation that no longer fits the context gets ``None``: the loop ends it as ``context_limit``."""
+    """A conversation whose next turn (its observations plus ``max_tokens``) no longer fits the context gets
+    ``None``: the loop ends it as ``context_limit``, and its record ends at its last sampled turn."""
 
     def __init__(self, model_dir: str, engine_cfg, generation, seed: int = 0, weight_transfer: str | None = None):
         from transformers import AutoConfig, AutoTokenizer
@@ -58,7 +58,8 @@ class VLLMEngine:
                                **({"weight_transfer_config": {"backend": weight_transfer}} if weight_transfer else {}))
         self.engine = AsyncLLM.from_engine_args(args)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        self.im_end = self.tokenizer.convert_tokens_to_ids(IM_END)
+        self.chat = chat_format(self.tokenizer, model_dir)  # the model's own chat template
+        self.end_of_turn = self.tokenizer.convert_tokens_to_ids(self.chat.end_of_turn)
         self.version, self.seed = 0, seed
         self.trajectories: dict[str, Trajectory] = {}
         self._request_ids = itertools.count()
@@ -80,7 +81,7 @@ class VLLMEngine:
         from vllm import SamplingParams
 
         return SamplingParams(max_tokens=generation.max_new_tokens, temperature=generation.temperature, logprobs=0,
-                              skip_special_tokens=False, stop_token_ids=[self.im_end], stop=stop or None)
+                              skip_special_tokens=False, stop_token_ids=[self.end_of_turn], stop=stop or None)
 
     def set_episode_generation(self, episode_id: str, generation, stop: list[str] | None = None,
                                seed: int | None = None) -> None:
@@ -89,9 +90,6 @@ class VLLMEngine:
         self.episode_params[episode_id] = self.sampling_params(generation, stop)
         if seed is not None:
             self.episode_seeds[episode_id] = seed
-
-    def _tokenize(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     async def _guarded(self, awaitable):
         """Await ``awaitable`` unless the engine process dies first: vLLM marks itself dead but leaves the
@@ -115,14 +113,13 @@ class VLLMEngine:
 
     async def respond(self, request) -> str | None:
         """One assistant turn of ``request.episode_id``, appended to its trajectory."""
-        rendered = render_text(request.messages, request.task.schemas, add_generation_prompt=True)
         traj = self.trajectories.get(request.episode_id)
         if traj is None:
             traj = self.trajectories[request.episode_id] = Trajectory(request.episode_id, policy_version=self.version)
-        traj.extend(self._tokenize(rendered[traj.rendered_chars:]), sampled=False)
-        traj.rendered_chars = len(rendered)
         params = self.episode_params.get(request.episode_id, self.params)
-        if len(traj.token_ids) + params.max_tokens > self.max_len:
+        # the next turn must fit whole: the record never exceeds max_model_len
+        if not traj.add_prompt(self.tokenizer, self.chat, request.messages, request.task.schemas,
+                               room=self.max_len - params.max_tokens):
             return None
         # a seed per (run, episode, turn): a redone or resumed episode samples the same turns, and the G
         # episodes of a group (different ids) still differ
@@ -136,13 +133,10 @@ class VLLMEngine:
         ids = list(sample.token_ids)
         traj.last_finish = "length" if sample.finish_reason == "length" else "stop"
         traj.extend(ids, sampled=True, logprobs=[lp[t].logprob for t, lp in zip(ids, sample.logprobs)])
-        if not ids or ids[-1] != self.im_end:  # cut (max_tokens, stop string): close the turn as the template does
-            traj.extend([self.im_end], sampled=False)
-            text = self.tokenizer.decode(ids)
-        else:
-            text = self.tokenizer.decode(ids[:-1])
-        traj.rendered_chars += len(text) + len(IM_END)
-        return text
+        if not ids or ids[-1] != self.end_of_turn:  # cut (max_tokens, stop string): close the turn as the template does
+            traj.extend([self.end_of_turn], sampled=False)
+            return self.tokenizer.decode(ids)
+        return self.tokenizer.decode(ids[:-1])
 
     def pop_trajectory(self, episode_id: str) -> Trajectory | None:
         self.episode_params.pop(episode_id, None)

@@ -164,7 +164,7 @@ class RolloutWorker:
             if isinstance(env, EndpointEnv):  # a custom agent: it talks to this worker's endpoint
                 from toolmaster.agent.custom import run_custom_episode
                 ep, segments = await run_custom_episode(self._endpoint(env), env, task, episode_id,
-                                                        settings.generation)
+                                                        settings.generation, settings.client_sampling)
             else:
                 ep = await run_episode(self.engine, task, env, runner, episode_id=episode_id,
                                        max_turns=settings.env.max_turns, trial=settings.trial,

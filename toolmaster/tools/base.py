@@ -42,6 +42,7 @@ class ToolRunner:
         reward components."""
         episode.grade = env.grade(task, episode)
         episode.correct = episode.grade is not None and episode.grade >= 1.0
+        episode.reward_grade = env.reward_grade(task, episode)
         return episode.grade, env.judgments(task, episode), score_episode(episode, reward_weights)
 
     def close(self) -> None:

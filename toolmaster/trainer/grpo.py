@@ -54,6 +54,9 @@ def build_batch(records: list[RolloutRecord], g, reward_weights: dict) -> tuple[
     advantages = episode_advantages(records, group_size, reward_weights, g.std_normalize, with_failed)
     if g.failure_credit == "until_first_error":
         records = [dataclasses.replace(r, loss_mask=mask_after_first_error(r)) for r in records]
+    if g.context_limit == "mask":  # its group statistics keep it; its tokens are neither pushed up nor down
+        records = [dataclasses.replace(r, loss_mask=[0] * len(r.loss_mask)) if r.finish_reason == "context_limit"
+                   else r for r in records]
     trainable = [i for i, r in enumerate(records) if any(r.loss_mask)  # an episode cut before any sampled token
                  and (with_failed or not r.failed)]
     kept = [records[i] for i in trainable]
@@ -113,7 +116,7 @@ class GRPOTrainer:
     def __init__(self, cfg, env, pool, learners, run: RunDir, model_dir: str, state: dict | None = None):
         self.cfg, self.env, self.pool, self.learners, self.run = cfg, env, pool, learners, run
         self._train_size = env.size("train")
-        self.settings = EpisodeSettings.of(cfg)
+        self.settings = EpisodeSettings.of(cfg, training=True)
         self.eval_settings = EpisodeSettings.of(cfg, cfg.eval.generation)
         self.checkpoints = Checkpoints(run, cfg.grpo.keep_checkpoints)
         state = state or {}
@@ -211,7 +214,7 @@ class GRPOTrainer:
             self.updates += 1
         if not results:
             return {"updates": 0}
-        merged = {k: _mean(r[k] for r in results) for k in results[0] if k != "tokens"}
+        merged = {k: (max if k.endswith("_max") else _mean)(r[k] for r in results) for k in results[0] if k != "tokens"}
         # the first update is on-policy (ratio 1 unless engine and learner disagree); later ones are not
         first = {f"{k}_first_update": results[0][k] for k in ("ratio_mean", "kl") if k in results[0]}
         return {**merged, **first, "tokens": sum(r["tokens"] for r in results), "updates": len(results)}
@@ -353,6 +356,9 @@ def start_grpo(cfg, model_dir: str, resume: bool = False, fleet: Fleet | None = 
                           "env.toolhop.test_fraction below 1)")
     if cfg.grpo.eval_every:
         env.require_split(cfg.grpo.eval_split, "grpo.eval_split")
+        if cfg.grpo.eval_split == "train":
+            raise ConfigError("grpo.eval_split = 'train': the held-out evaluation would score the items GRPO trains "
+                              "on; choose a held-out split")
     init_ray()
     run = RunDir(cfg, "grpo")
     run.save_meta("sandbox_layers", sandbox_layers)

@@ -5,64 +5,83 @@ import json
 import math
 import random
 import time
+from pathlib import Path
 
 from toolmaster import console
 from toolmaster.config import check_runtime
+from toolmaster.config_base import ConfigError
 from toolmaster.learner.group import LearnerGroup
 from toolmaster.plan import check_learner_plan, check_model_dir
-from toolmaster.protocol import render_text
-from toolmaster.protocol.chat_format import IM_END
+from toolmaster.protocol.template import ChatFormat, chat_format, turn_spans
 from toolmaster.ray_utils import init_ray
 from toolmaster.trainer.checkpoints import Checkpoints, has_engine_state
 from toolmaster.trainer.run_dir import RunDir
+from toolmaster.trainer.sft_data import BadRow, load_rows
 
 
-def sft_example(tokenizer, messages: list[dict], tools: list[dict]) -> tuple[list[int], list[int]]:
-    """Token ids of the rendered conversation and a mask that is 1 exactly on assistant content and its
-    closing <|im_end|> (what the policy would have to generate), built segment by segment like a rollout."""
-    ids, mask, covered = [], [], 0
-
-    def add(text: str, on: int) -> None:
+def sft_example(tokenizer, messages: list[dict], tools: list[dict], chat: ChatFormat | None = None
+                ) -> tuple[list[int], list[int]]:
+    """Token ids of the conversation in the model's chat format, through its last assistant turn, and a mask
+    that is 1 exactly on each assistant turn and its end-of-turn token (what the policy would have to
+    generate). Tokenized span by span, as a rollout builds its ids."""
+    ids, mask = [], []
+    spans, _ = turn_spans(chat or chat_format(tokenizer), messages, tools)
+    for text, sampled in spans:
         toks = tokenizer(text, add_special_tokens=False)["input_ids"]
         ids.extend(toks)
-        mask.extend([on] * len(toks))
-
-    for k, msg in enumerate(messages):
-        if msg["role"] != "assistant":
-            continue
-        prefix = render_text(messages[:k], tools, add_generation_prompt=True)
-        add(prefix[covered:], 0)
-        add(msg["content"] + IM_END, 1)
-        covered = len(prefix) + len(msg["content"]) + len(IM_END)
+        mask.extend([int(sampled)] * len(toks))
     return ids, mask
 
 
-def load_examples(data_dir: str, tokenizer, max_tokens: int) -> list[tuple[list[int], list[int]]]:
-    import datasets
+def prepare_examples(source: str, tokenizer, max_tokens: int) -> tuple[list[tuple[list[int], list[int]]], list[BadRow]]:
+    """Every usable row of ``source`` as (ids, mask) in the model's chat format; the others as BadRows
+    (malformed, not renderable by the template, longer than ``max_tokens``)."""
+    chat = chat_format(tokenizer)
+    rows, bad = load_rows(source)
+    examples = []
+    for row in rows:
+        try:
+            ids, mask = sft_example(tokenizer, row.messages, row.tools, chat)
+        except Exception as err:  # noqa: BLE001 — a template's own raise_exception, or one it cannot extend
+            bad.append(BadRow(row.where, f"the chat template cannot render it ({type(err).__name__}: {err})"))
+            continue
+        if len(ids) > max_tokens:
+            bad.append(BadRow(row.where, f"too long: {len(ids)} tokens > sft.max_tokens={max_tokens}"))
+            continue
+        examples.append((ids, mask))
+    return examples, bad
 
-    rows = datasets.load_from_disk(data_dir)
-    examples = [sft_example(tokenizer, r["messages"], json.loads(r["tools"])) for r in rows]
-    kept = [e for e in examples if len(e[0]) <= max_tokens]
-    if not kept:
-        raise ValueError(f"no SFT example of {data_dir!r} fits sft.max_tokens={max_tokens}")
-    return kept
+
+def drop_summary(bad: list[BadRow]) -> str:
+    long = sum(b.reason.startswith("too long") for b in bad)
+    return f"{len(bad) - long} malformed, {long} too long"
+
+
+def load_examples(source: str, tokenizer, sft_cfg) -> list[tuple[list[int], list[int]]]:
+    """The run's examples; a ConfigError (before any actor starts) when more than ``sft.max_bad_fraction``
+    of the rows cannot be used or none can. Always says how many rows were dropped and why."""
+    examples, bad = prepare_examples(source, tokenizer, sft_cfg.max_tokens)
+    total = len(examples) + len(bad)
+    if bad:
+        console.note(f"SFT data {source}: {total} rows, {len(bad)} dropped ({drop_summary(bad)}); first: {bad[0]}")
+    shown = "\n".join(f"  {b}" for b in bad[:5])
+    if not examples:
+        raise ConfigError(f"sft data {source!r}: no usable row of {total}" + (f":\n{shown}" if bad else ""))
+    if len(bad) > sft_cfg.max_bad_fraction * total:
+        raise ConfigError(f"sft data {source!r}: {len(bad)} of {total} rows cannot be used ({drop_summary(bad)}), "
+                          f"more than sft.max_bad_fraction={sft_cfg.max_bad_fraction}:\n{shown}\n"
+                          "(`toolmaster data check` lists them all)")
+    return examples
 
 
 def check_sft_data(data_dir: str) -> None:
-    """Before any actor starts: ``data_dir`` must hold a dataset. A synthesis that kept no trajectory writes
-    only its summary; say why it kept none."""
-    from pathlib import Path
-
-    path = Path(data_dir)
-    if (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file():
-        return
-    summary = path / "summary.json"
-    if summary.is_file():
+    """A synthesis that kept no trajectory writes only its summary: say why it kept none."""
+    summary = Path(data_dir) / "summary.json"
+    if summary.is_file() and not (Path(data_dir) / "dataset_info.json").is_file():
         facts = json.loads(summary.read_text())
-        raise ValueError(f"sft data {data_dir!r} is empty: synthesis kept {facts.get('kept')} of "
-                         f"{facts.get('num_tasks')} teacher episodes (dropped: {facts.get('dropped_reasons')}; "
-                         "e.g. env.max_turns too small for trial and execution, or synth.max_tokens too small)")
-    raise ValueError(f"sft data {data_dir!r} holds no dataset (write one with `toolmaster synth --out DIR`)")
+        raise ConfigError(f"sft data {data_dir!r} is empty: synthesis kept {facts.get('kept')} of "
+                          f"{facts.get('num_tasks')} teacher episodes (dropped: {facts.get('dropped_reasons')}; "
+                          "e.g. env.max_turns too small for trial and execution, or synth.max_tokens too small)")
 
 
 def sft_lr(sft_cfg, step: int) -> float:
@@ -86,13 +105,13 @@ def train_sft(cfg, model_dir: str, data_dir: str, resume: bool = False, learners
     cfg.learner.lr = cfg.sft.lr
     check_learner_plan(cfg, start_from, longest_sequence=cfg.sft.max_tokens, what="sft.max_tokens")
     check_sft_data(data_dir)
+    examples = load_examples(data_dir, AutoTokenizer.from_pretrained(start_from), cfg.sft)
     init_ray()
     run = RunDir(cfg, "sft")
     checkpoints = Checkpoints(run, cfg.sft.keep_checkpoints)
     start, state = 0, run.load_state() if resume else None
     if state:
         start, model_dir = state["step"], state["checkpoint"]
-    examples = load_examples(data_dir, AutoTokenizer.from_pretrained(model_dir), cfg.sft.max_tokens)
     order = list(range(len(examples)))
     random.Random(cfg.grpo.seed).shuffle(order)  # fixed order: position = step * batch_size, so resume is exact
     own = learners is None

@@ -47,3 +47,21 @@ def test_tool_functions_load_and_run_in_sandbox(sandbox, capsys):
     with capsys.disabled():
         print(f"\nToolHop tools: {loaded}/450 load in the sandbox, {ran}/450 run without raising on sample arguments")
     assert loaded >= 440 and ran >= 300
+
+
+def test_training_rewards_the_exact_answer_while_the_lenient_rule_is_reported():
+    """Listing candidates passes the official substring rule; the training reward wants the answer itself."""
+    from toolmaster.agent.episode import Episode
+    from toolmaster.envs.base import Task
+    from toolmaster.envs.toolhop import ToolHop
+    from toolmaster.rewards import score_episode
+
+    env = ToolHop.__new__(ToolHop)
+    task = Task(id="t", question="q", tools=(), reference="1912.0")
+    for answer, reported, rewarded in [("1912", True, True), ("1912.", True, True), ("  1,912 ", True, True),
+                                       ("1910, 1911 or 1912", True, False), ("1913", False, False)]:
+        ep = Episode("e", "t", [{"role": "assistant", "content": f"<answer>{answer}</answer>"}], [], answer=answer)
+        ep.grade = env.grade(task, ep)
+        ep.reward_grade = env.reward_grade(task, ep)
+        assert (ep.grade == 1.0, ep.reward_grade == 1.0) == (reported, rewarded), answer
+        assert score_episode(ep, {"correctness": 1.0})["correctness"] == float(rewarded)

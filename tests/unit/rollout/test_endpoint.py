@@ -60,3 +60,39 @@ def test_a_stop_string_is_cut_from_the_returned_text():
             and _stop_list({"stop": ["a", "b"]}) == ["a", "b"])
     with pytest.raises(ValueError, match="stop must be a string or a list of strings"):
         _stop_list({"stop": 5})
+
+
+class _RecordingEngine:
+    """What the endpoint asks of an engine: the sampling each request gets, and one turn of text."""
+
+    def __init__(self):
+        from toolmaster.config import GenerationConfig
+        from toolmaster.protocol.template import BuiltinChat
+        from toolmaster.rollout.trajectory import Trajectory
+
+        self.chat, self.default_generation = BuiltinChat(), GenerationConfig(temperature=1.0, max_new_tokens=64)
+        self.trajectories, self.asked, self._traj = {}, [], Trajectory
+
+    def set_episode_generation(self, sid, generation, stop=None, seed=None):
+        self.asked.append(generation)
+
+    async def respond(self, request):
+        self.trajectories.setdefault(request.episode_id, self._traj(request.episode_id))
+        return "hi"
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_in_training_the_runs_sampling_applies_whatever_the_agent_asks(training):
+    """An agent written with temperature 0 would sample G identical episodes in GRPO, and no group would train."""
+    import asyncio
+
+    from toolmaster.rollout.endpoint import AgentEndpoint, Session
+
+    engine = _RecordingEngine()
+    endpoint = AgentEndpoint(engine, "m")
+    if training:
+        endpoint.fixed_sampling.add("s")
+    body = {"messages": [{"role": "user", "content": "q"}], "temperature": 0, "max_tokens": 5}
+    asyncio.run(endpoint._generate("s", Session(), [{"role": "user", "content": "q"}], [], body, None))
+    asked = engine.asked[-1]
+    assert (asked.temperature, asked.max_new_tokens) == ((1.0, 64) if training else (0.0, 5))

@@ -161,3 +161,17 @@ def test_the_advantage_code_does_not_import_torch():
     code = "import sys, toolmaster.trainer.advantages; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_context_limit_episodes_are_trained_or_masked_as_configured():
+    from toolmaster.trainer.grpo import build_batch
+
+    records = [_record(c, 2, 4, token_ids=[1, 2, 3], loss_mask=[0, 1, 1], logprobs=[0.0, -0.1, -0.2],
+                       episode_id=f"e{i}") for i, c in enumerate((1.0, 0.0, 0.0, 0.0))]
+    records[3] = replace(records[3], finish_reason="context_limit")
+    trained, _ = build_batch(records, build_config({}, ["grpo.group_size=4"]).grpo, WEIGHTS)
+    masked, _ = build_batch(records, build_config({}, ["grpo.group_size=4", "grpo.context_limit=mask"]).grpo,
+                            WEIGHTS)
+    assert trained["episode_ids"] == ["e0", "e1", "e2", "e3"]
+    assert masked["episode_ids"] == ["e0", "e1", "e2"]  # no gradient from the cut episode ...
+    assert masked["advantages"] == trained["advantages"][:3]  # ... which still counts in its group
