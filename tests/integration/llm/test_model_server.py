@@ -18,6 +18,6 @@ def test_the_server_renders_tools_through_the_models_chat_template(model_server,
     with urllib.request.urlopen(request, timeout=120) as response:
         reply = json.loads(response.read())
     expected = AutoTokenizer.from_pretrained(tiny_model_dir).apply_chat_template(
-        messages, tools=TOOLS, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+        messages, tools=body["tools"], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
     assert reply["usage"]["prompt_tokens"] == len(expected) > 50
     assert reply["usage"]["completion_tokens"] > 0
