@@ -34,18 +34,6 @@ def tiny_model_dir(tmp_path_factory, cfg) -> str:
     return str(out)
 
 
-@pytest.fixture(scope="session")
-def long_context_model_dir(tmp_path_factory) -> str:
-    """The tiny model with room for benchmark prompts: with its small vocabulary ToolHop prompts reach 5.3 k
-    tokens and TMDB's 54 tool schemas 20 k."""
-    from toolmaster.models.tiny import build_tiny_model
-
-    out = tmp_path_factory.mktemp("tiny_long") / "model"
-    build_tiny_model(build_config({}, ["model.copy_pretrain_steps=0", "model.max_position_embeddings=24576"]), out,
-                     tie_embeddings=False)
-    return str(out)
-
-
 @pytest.fixture
 def sandbox():
     from toolmaster.tools.sandbox import SandboxPool
@@ -103,11 +91,13 @@ def fresh_ray():
 @pytest.fixture(scope="session")
 def real_shape_model_dir(tmp_path_factory) -> str:
     """Random weights on Qwen2.5-Instruct's real tokenizer and template (151,665 tokens), kept small: the
-    vocabulary projection dominates every step at this size."""
+    vocabulary projection dominates every step at this size. Room for benchmark prompts too (TMDB's 54 tool
+    schemas), so the benchmark evaluations run on its fleet."""
     from toolmaster.models.real_shape import build_real_shape_model
 
     cfg = build_config({}, ["model.hidden_size=64", "model.num_heads=2", "model.num_kv_heads=1",
-                            "model.intermediate_size=128", "model.num_layers=2"])
+                            "model.intermediate_size=128", "model.num_layers=2",
+                            "model.max_position_embeddings=24576"])
     out = tmp_path_factory.mktemp("real_shape") / "model"
     build_real_shape_model(cfg, out, QWEN)
     return str(out)

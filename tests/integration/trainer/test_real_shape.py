@@ -70,7 +70,8 @@ def test_a_real_shape_model_through_synthesis_sft_grpo_and_evaluation(fleets, re
         "synth.num_tasks=4", "sft.steps=24", "sft.batch_size=4", "sft.lr=1e-2", "sft.warmup_steps=2",
         "sft.max_tokens=2048", "grpo.steps=2", "grpo.prompts_per_step=2", "grpo.group_size=2",
         "env.max_turns=4", "rollout.generation.max_new_tokens=96", "rollout.generation.temperature=0.3",
-        "eval.generation.max_new_tokens=96", "eval.num_tasks=2", "eval.split=train", "rollout.num_workers=1"])
+        "eval.generation.max_new_tokens=96", "eval.num_tasks=2", "eval.split=train", "rollout.num_workers=1",
+        "learner.max_tokens_per_microbatch=24576"])  # the model's whole context fits one micro-batch
     # synthesis with the scripted teacher on the first train tasks, exported as OpenAI-format JSONL
     summary = synthesize(cfg, str(tmp_path / "synth"), tokenizer)
     assert summary["kept"] == 4
