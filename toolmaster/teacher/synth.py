@@ -54,7 +54,7 @@ def _run_teacher(cfg, env, tasks, teacher, tokenizer, progress):
         for lo in range(0, len(tasks), chunk):
             batch = tasks[lo: lo + chunk]
             episodes = run_episodes(teacher, batch, env, runner, max_turns=cfg.env.max_turns, trial=cfg.synth.trial,
-                                    reward_weights=cfg.rewards)
+                                    reward_weights=cfg.rewards, system_prompt=cfg.env.system_prompt)
             for ep, task in zip(episodes, batch):
                 length = _length(ep.messages, ep.tools, tokenizer)
                 reason = drop_reason(ep, length, cfg.synth.max_tokens)
