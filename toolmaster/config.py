@@ -196,6 +196,9 @@ ENDPOINT_ENVS = ("agent", "verifiers")
 class EnvConfig(Section):
     name: Literal["toolworld", "toolhop", "stabletoolbench", "tmdb", "codebook", "agent", "verifiers"] = "toolworld"
     max_turns: int = Field(9, ge=1, description="assistant turns per episode (ToolHop's official limit is 9)")
+    system_prompt: str | None = Field(None, description="the system prompt of every episode (synthesis, training, "
+                                      "evaluation); None: the built-in trial instructions (direct ones with "
+                                      "synth.trial=false). Tools follow it in the model's chat format")
     toolworld: ToolworldConfig = ToolworldConfig()
     toolhop: ToolHopConfig = ToolHopConfig()
     stabletoolbench: StableToolBenchConfig = StableToolBenchConfig()

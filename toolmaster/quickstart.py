@@ -17,7 +17,8 @@ from toolmaster.evaluation.stages import evaluate_stages, heldout_reports_from_g
 from toolmaster.trainer.run_dir import RunDir
 
 
-def quickstart(cfg, out_dir: str) -> dict:
+def quickstart(cfg, out_dir: str, fleet=None) -> dict:
+    """The whole pipeline into ``out_dir``; on ``fleet`` (left running) or on a fleet of its own."""
     from toolmaster.models.tiny import build_tiny_model
     from toolmaster.teacher.synth import synthesize
 
@@ -52,8 +53,10 @@ def quickstart(cfg, out_dir: str) -> dict:
     check_isolation(cfg.sandbox)
     t2 = time.time()
     # one fleet for every stage: each stage resets it to its start model and settings (no engine restarts)
-    with console.status("starting the fleet (vLLM workers, DeepSpeed ranks)"):
-        fleet = build_fleet(cfg, str(model_dir))
+    own = fleet is None
+    if own:
+        with console.status("starting the fleet (vLLM workers, DeepSpeed ranks)"):
+            fleet = build_fleet(cfg, str(model_dir))
     try:
         sft_cfg = cfg.model_copy(deep=True)
         sft_cfg.run_dir = str(out / "sft")
@@ -74,7 +77,8 @@ def quickstart(cfg, out_dir: str) -> dict:
                                   done=heldout_reports_from_grpo(cfg, Path(grpo["run_dir"]), out))
         timings["eval_s"] = round(time.time() - t4, 1)
     finally:
-        fleet.close()
+        if own:
+            fleet.close()
     timings["total_s"] = round(time.time() - t0, 1)
 
     result = {

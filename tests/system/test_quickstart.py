@@ -1,9 +1,11 @@
 import json
 
 
-def test_the_quickstart_runs_every_stage_through_the_real_engines(ray_local, tmp_path):
+def test_the_quickstart_runs_every_stage_through_the_real_engines(ray_local, tmp_path, tiny_model_dir):
     """`toolmaster quickstart` at toy size: tiny model → synthesis → SFT → GRPO (choosing its checkpoint on
-    val) → held-out evaluation of each stage, with the paired comparison and the run's files."""
+    val) → held-out evaluation of each stage, with the paired comparison and the run's files. On the shared
+    fleet of the tiny model's shape: every stage resets it, as the quickstart's own fleet is reset."""
+    from tests.integration.fleets import FLEETS
     from toolmaster.config import build_config
     from toolmaster.quickstart import quickstart
 
@@ -13,7 +15,7 @@ def test_the_quickstart_runs_every_stage_through_the_real_engines(ray_local, tmp
                             "env.toolworld.eval_tasks=3", "rollout.generation.max_new_tokens=16",
                             "eval.generation.max_new_tokens=16"])  # env.max_turns stays: the teacher needs its turns
     out = tmp_path / "qs"
-    result = quickstart(cfg, str(out))
+    result = quickstart(cfg, str(out), fleet=FLEETS.get(cfg, tiny_model_dir))
     assert list(result["success"]) == ["untrained", "sft", "grpo"] and result["eval_tasks"] == 3
     assert json.loads((out / "report.json").read_text())["success"] == result["success"]
     for stage in ("untrained", "sft", "grpo"):

@@ -81,10 +81,10 @@ async def _respond(policy, request: TurnRequest) -> str | None:
 
 
 async def run_episode(policy, task: Task, env: Environment, runner: ToolRunner, *, episode_id: str, max_turns: int,
-                      trial: bool = True, reward_weights=None) -> Episode:
+                      trial: bool = True, reward_weights=None, system_prompt: str | None = None) -> Episode:
     """One episode to its end. Tool calls run off the event loop, so concurrent episodes overlap them."""
-    episode = Episode(episode_id=episode_id, task_id=task.id, messages=build_messages(task.question, trial),
-                      tools=task.schemas)
+    episode = Episode(episode_id=episode_id, task_id=task.id, tools=task.schemas,
+                      messages=build_messages(task.question, trial, system_prompt))
     tracker = EpisodeStats()
     timings = {"tools": 0.0, "score": 0.0}
     stage = "policy"
@@ -119,13 +119,14 @@ async def run_episode(policy, task: Task, env: Environment, runner: ToolRunner, 
 
 def run_episodes(policy, tasks: list[Task], env: Environment, runner: ToolRunner, *, max_turns: int,
                  trial: bool = True, reward_weights=None, episode_ids: list[str] | None = None,
-                 on_episode: Callable[[Episode], None] | None = None) -> list[Episode]:
+                 on_episode: Callable[[Episode], None] | None = None,
+                 system_prompt: str | None = None) -> list[Episode]:
     """Run all episodes concurrently (from synchronous code) and return them in task order."""
 
     async def one(i: int, task: Task) -> Episode:
         episode_id = episode_ids[i] if episode_ids else f"{task.id}#{i}"
         ep = await run_episode(policy, task, env, runner, episode_id=episode_id, max_turns=max_turns, trial=trial,
-                               reward_weights=reward_weights)
+                               reward_weights=reward_weights, system_prompt=system_prompt)
         if on_episode:
             on_episode(ep)
         return ep

@@ -64,6 +64,7 @@ def run_in_process(cfg, tasks: list, env, policy, on_record: Callable[[dict], No
     try:
         episodes = run_episodes(policy, tasks, env, runner, max_turns=cfg.env.max_turns, trial=cfg.synth.trial,
                                 reward_weights=cfg.rewards, episode_ids=[f"eval-{i}" for i in range(len(tasks))],
+                                system_prompt=cfg.env.system_prompt,
                                 on_episode=(lambda ep: on_record(ep.to_record())) if on_record else None)
     finally:
         runner.close()

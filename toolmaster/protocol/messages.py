@@ -19,5 +19,6 @@ def system_prompt(trial: bool = True) -> str:
     return TRIAL_PROMPT if trial else DIRECT_PROMPT
 
 
-def build_messages(question: str, trial: bool = True) -> list[dict]:
-    return [{"role": "system", "content": system_prompt(trial)}, {"role": "user", "content": question}]
+def build_messages(question: str, trial: bool = True, system: str | None = None) -> list[dict]:
+    """The opening of an episode: ``system`` (env.system_prompt) replaces the built-in instructions."""
+    return [{"role": "system", "content": system or system_prompt(trial)}, {"role": "user", "content": question}]

@@ -168,7 +168,7 @@ class RolloutWorker:
             else:
                 ep = await run_episode(self.engine, task, env, runner, episode_id=episode_id,
                                        max_turns=settings.env.max_turns, trial=settings.trial,
-                                       reward_weights=settings.rewards)
+                                       reward_weights=settings.rewards, system_prompt=settings.env.system_prompt)
         finally:
             self.in_flight -= 1
         traj = self.engine.pop_trajectory(episode_id)  # also drops the episode's sampling settings

@@ -10,16 +10,16 @@ from pathlib import Path
 from toolmaster.agent.loop import run_episodes
 from toolmaster.envs import make_env
 from toolmaster.protocol import render_text
+from toolmaster.protocol.template import chat_format
 from toolmaster.teacher.scripted import ScriptedTeacher
 from toolmaster.tools.base import ToolRunner
 from toolmaster.toolserver.process import tool_server_for
 
 
-def _length(messages, tools, tokenizer) -> int:
-    text = render_text(messages, tools)
-    if tokenizer is None:
-        return len(text) // 3  # rough token estimate when no tokenizer is given (stated in the summary)
-    return len(tokenizer(text)["input_ids"])
+def _length(messages, tools, tokenizer, chat) -> int:
+    if tokenizer is None:  # rough token estimate when no tokenizer is given (stated in the summary)
+        return len(render_text(messages, tools)) // 3
+    return len(tokenizer(chat.render(messages, tools))["input_ids"])
 
 
 def drop_reason(episode, length: int, max_tokens: int) -> str | None:
@@ -48,15 +48,16 @@ def make_teacher(cfg):
 def _run_teacher(cfg, env, tasks, teacher, tokenizer, progress):
     """Episodes in chunks; the trajectories that pass ``drop_reason`` become rows."""
     rows, reasons, kept = [], Counter(), []
+    chat = chat_format(tokenizer) if tokenizer is not None else None  # lengths in the model's own chat format
     runner = ToolRunner.from_config(cfg.sandbox)
     try:
         chunk = 64
         for lo in range(0, len(tasks), chunk):
             batch = tasks[lo: lo + chunk]
             episodes = run_episodes(teacher, batch, env, runner, max_turns=cfg.env.max_turns, trial=cfg.synth.trial,
-                                    reward_weights=cfg.rewards)
+                                    reward_weights=cfg.rewards, system_prompt=cfg.env.system_prompt)
             for ep, task in zip(episodes, batch):
-                length = _length(ep.messages, ep.tools, tokenizer)
+                length = _length(ep.messages, ep.tools, tokenizer, chat)
                 reason = drop_reason(ep, length, cfg.synth.max_tokens)
                 if reason:
                     reasons[reason] += 1

@@ -85,3 +85,29 @@ def test_multi_turn_mask_and_retokenization(fleets, tiny_model_dir, tmp_path):
             if m["role"] == "tool":
                 assert m["content"] in masked_out
         assert all(lp == 0.0 for lp, m in zip(logprobs, mask) if not m)
+
+
+def test_a_turn_that_no_longer_fits_ends_the_episode_within_the_context(fleets, tiny_model_dir):
+    """The real engine: the first turn may use all but a few tokens of the context, so the second cannot fit.
+    The episode ends as context_limit; its record stays within max_model_len and ends at its sampled turn,
+    without the observation the policy never answered (it once grew to 621 tokens of a 400-token context)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from toolmaster.protocol import build_messages
+    from toolmaster.protocol.template import chat_format
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    max_len = AutoConfig.from_pretrained(tiny_model_dir).max_position_embeddings
+    cfg = build_config({}, ["env.max_turns=4", "rollout.num_workers=1"])
+    task = make_env(cfg.env).tasks("test", 1)[0]
+    prompt = tok(chat_format(tok).render(build_messages(task.question), task.schemas, True),
+                 add_special_tokens=False)["input_ids"]
+    room = max_len - len(prompt) - 8  # the first turn fits with 8 tokens to spare
+    pool = fleets.pool(cfg, tiny_model_dir)
+    record, = pool.run_specs([("ctx-0", task)], generation={"max_new_tokens": room, "temperature": 0.0})
+    assert record.finish_reason == "context_limit" and record.turns == 1, record.finish_reason
+    assert len(record.token_ids) <= max_len and record.token_ids[:len(prompt)] == prompt
+    last_sampled = max(i for i, m in enumerate(record.loss_mask) if m)
+    assert len(record.token_ids) - 1 - last_sampled <= 1  # at most the <|im_end|> that closes a cut turn
+    assert record.messages[-1]["role"] == "tool"  # the observation the loop appended ...
+    assert record.messages[-1]["content"] not in tok.decode(record.token_ids)  # ... is not in the record

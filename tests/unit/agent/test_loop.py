@@ -85,3 +85,16 @@ def test_garbage_sandbox_replies_and_raising_runners_end_only_their_episode(cfg,
     assert b.error == {"kind": "tool_error", "message": "ConnectionError: tool server went away"}
     assert b.finish_reason == "error" and not b.correct and b.rewards == {"total": 0.0}
     assert c.error == {"kind": "grader_error", "message": "RuntimeError: judge timed out"} and not c.correct
+
+
+def test_the_system_prompt_is_configurable(cfg, sandbox):
+    from toolmaster.protocol import system_prompt
+
+    env = make_env(cfg.env)
+    task = env.tasks("train", 1)[0]
+    default, = run_episodes(Scripted(["<answer>x</answer>"]), [task], env, ToolRunner(sandbox), max_turns=1)
+    own, = run_episodes(Scripted(["<answer>x</answer>"]), [task], env, ToolRunner(sandbox), max_turns=1,
+                        system_prompt="You are a careful tool user. Answer inside <answer></answer>.")
+    assert default.messages[0] == {"role": "system", "content": system_prompt(True)}
+    assert own.messages[0]["content"].startswith("You are a careful tool user.")
+    assert own.messages[1:] == default.messages[1:]
