@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
+
 ROOT = str(Path(__file__).resolve().parents[1])
 sys.path.insert(0, ROOT)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -41,7 +43,7 @@ async def sdk_toolworld_agent(task: dict, client, model: str) -> dict:
     from toolmaster.tools.base import ToolRunner
 
     if not _shared:
-        cfg = build_config({}, [])
+        cfg = build_config(TINY, [])
         _shared["runner"] = ToolRunner.from_config(cfg.sandbox)
         _shared["tasks"] = {t.id: t for t in make_env(cfg.env).tasks("test", task["num_tasks"])}
     runner, native = _shared["runner"], _shared["tasks"][task["task_id"]]
@@ -85,13 +87,13 @@ def main() -> None:
     from toolmaster.rollout.pool import RolloutPool
 
     common = [f"rollout.num_workers={args.workers}", "env.max_turns=9"]
-    native_cfg = build_config({}, common)
+    native_cfg = build_config(TINY, common)
     tasks = make_env(native_cfg.env).tasks("test", args.tasks)
     rows = [{"task_id": t.id, "num_tasks": args.tasks, "question": t.question, "reference": t.reference,
              "max_turns": 9, "system": build_messages(t.question, True)[0]["content"]} for t in tasks]
     path = Path(tempfile.mkdtemp()) / "tasks.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    agent_cfg = build_config({}, [*common, "env.name=agent",
+    agent_cfg = build_config(TINY, [*common, "env.name=agent",
                                   "env.agent.entry=benchmarks.agent_endpoint:sdk_toolworld_agent",
                                   f"env.agent.tasks={path}", "env.agent.test_fraction=0"])
     ray.init(include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": ROOT}})

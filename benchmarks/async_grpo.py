@@ -10,6 +10,8 @@ import os
 import statistics
 import tempfile
 
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 
@@ -18,7 +20,7 @@ def run(mode_async: bool, model_dir: str, steps: int, out: str) -> list[dict]:
     from toolmaster.config import build_config
     from toolmaster.trainer.grpo import GRPOTrainer
 
-    cfg = build_config({}, [f"run_dir={out}", f"grpo.steps={steps}", "grpo.prompts_per_step=4", "grpo.group_size=4",
+    cfg = build_config(TINY, [f"run_dir={out}", f"grpo.steps={steps}", "grpo.prompts_per_step=4", "grpo.group_size=4",
                             f"grpo.async_rollouts={str(mode_async).lower()}", "env.max_turns=4",
                             "rollout.generation.max_new_tokens=48", "model.copy_pretrain_steps=0"])
     trainer = GRPOTrainer(cfg, model_dir)
@@ -41,7 +43,7 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="toolmaster-bench-")
     model_dir = args.model or os.path.join(work, "model")
     if not args.model:
-        build_tiny_model(build_config({}, ["model.copy_pretrain_steps=0"]), model_dir)
+        build_tiny_model(build_config(TINY, ["model.copy_pretrain_steps=0"]), model_dir)
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
     rows = {}
     for name, mode in (("sync", False), ("async", True)):

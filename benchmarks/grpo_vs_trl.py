@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -58,7 +60,7 @@ def prompts(mode: str, n: int) -> list[dict]:
     from toolmaster.envs import make_env
     from toolmaster.protocol import build_messages, render_text
 
-    env = make_env(build_config({}, _overrides(mode, "unused", 1)).env)
+    env = make_env(build_config(TINY, _overrides(mode, "unused", 1)).env)
     rows = []
     for task in env.tasks("train", n):
         if mode == "single":
@@ -85,7 +87,7 @@ def ours(mode: str, model_dir: str, steps: int, work: str) -> dict:
 
     start = time.time()
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
-    trainer = GRPOTrainer(build_config({}, _overrides(mode, os.path.join(work, f"ours-{mode}"), steps)), model_dir)
+    trainer = GRPOTrainer(build_config(TINY, _overrides(mode, os.path.join(work, f"ours-{mode}"), steps)), model_dir)
     startup = time.time() - start
     try:
         times, history = [], []
@@ -186,7 +188,7 @@ def main() -> None:
 
     work = tempfile.mkdtemp(prefix="toolmaster-trl-")
     untrained = os.path.join(work, "tiny")
-    build_tiny_model(build_config({}, ["model.copy_pretrain_steps=0"]), untrained)
+    build_tiny_model(build_config(TINY, ["model.copy_pretrain_steps=0"]), untrained)
     modes = ("single", "tool") if args.mode == "both" else (args.mode,)
     results = {}
     for mode in modes:

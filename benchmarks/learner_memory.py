@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
@@ -47,7 +49,7 @@ def learner_step(model_dir: str, data: dict, overrides: list[str]) -> tuple[floa
     from toolmaster.config import build_config
     from toolmaster.learner.group import LearnerGroup
 
-    group = LearnerGroup(build_config({}, overrides), model_dir)
+    group = LearnerGroup(build_config(TINY, overrides), model_dir)
     try:
         warm = {k: v[:2] if isinstance(v, list) else v for k, v in data.items()}
         warm["total_tokens"] = sum(map(sum, warm["loss_mask"]))
@@ -108,7 +110,7 @@ def main() -> None:
     shape = ModelShape.from_config(config)
     overrides = [f"learner.num_ranks={args.ranks}", f"learner.max_tokens_per_microbatch={args.budget}",
                  "learner.logprob_chunk_tokens=1024", "learner.num_cpus_per_rank=1"]
-    planned = learner_plan(build_config({}, overrides), shape, args.seq_len)["total"] * 1e9 / 2**20
+    planned = learner_plan(build_config(TINY, overrides), shape, args.seq_len)["total"] * 1e9 / 2**20
     ray.init(num_cpus=max(args.ranks, 2), include_dashboard=False, log_to_driver=False)
     rows = []
     for n in map(int, args.sizes.split(",")):

@@ -13,6 +13,7 @@ import time
 import httpx
 
 from toolmaster.config import build_config
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 from toolmaster.toolserver.process import ServerProcess
 
 BODY = {"category": "Data", "tool_name": "TheClique", "api_name": "Songkick concert", "strip": "", "toolbench_key": ""}
@@ -38,7 +39,7 @@ def main() -> None:
     args = ap.parse_args()
     docs = "env.tool_server.docs=[../shared/data/stabletoolbench/test_instruction/G1_instruction.json]"
     rows = []
-    with ServerProcess(build_config({}, [docs, "env.tool_server.port=0"]).env.tool_server) as server:
+    with ServerProcess(build_config(TINY, [docs, "env.tool_server.port=0"]).env.tool_server) as server:
         for concurrency in (1, 32):
             rate, codes = asyncio.run(_load(server.url, args.requests, concurrency, 50))
             rows.append((f"fallback, concurrency {concurrency}", rate, codes))
@@ -49,7 +50,7 @@ def main() -> None:
         os.makedirs(folder)
         with open(f"{folder}/songkick_concert.json", "w") as f:
             json.dump(entries, f)
-        cfg = build_config({}, [docs, "env.tool_server.port=0", "env.tool_server.backends=[cache]",
+        cfg = build_config(TINY, [docs, "env.tool_server.port=0", "env.tool_server.backends=[cache]",
                                 f"env.tool_server.cache_dir={cache}"]).env.tool_server
         with ServerProcess(cfg) as server:
             rows.append(("cache, concurrency 32", *asyncio.run(_load(server.url, args.requests, 32, 50))))

@@ -1,5 +1,7 @@
 import os
 
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
+
 for key, value in {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
                    "WANDB_MODE": "offline", "DS_ACCELERATOR": "cpu", "TOKENIZERS_PARALLELISM": "false",
                    "VLLM_LOGGING_LEVEL": "WARNING", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}.items():
@@ -22,7 +24,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 @pytest.fixture(scope="session")
 def cfg() -> Config:
     # the builder's copy pre-training (2.5 min) is measured by its own test and the quickstart
-    return build_config({}, ["model.copy_pretrain_steps=0"])
+    return build_config(TINY, ["model.copy_pretrain_steps=0"])
 
 
 @pytest.fixture(scope="session")
@@ -95,7 +97,7 @@ def real_shape_model_dir(tmp_path_factory) -> str:
     schemas), so the benchmark evaluations run on its fleet."""
     from toolmaster.models.real_shape import build_real_shape_model
 
-    cfg = build_config({}, ["model.hidden_size=64", "model.num_heads=2", "model.num_kv_heads=1",
+    cfg = build_config(TINY, ["model.hidden_size=64", "model.num_heads=2", "model.num_kv_heads=1",
                             "model.intermediate_size=128", "model.num_layers=2",
                             "model.max_position_embeddings=24576"])
     out = tmp_path_factory.mktemp("real_shape") / "model"

@@ -318,14 +318,18 @@ def main(argv: list[str] | None = None) -> int:
         os.execv(cmd[0], cmd)  # the server replaces this process, so signals reach it directly
     if extra:
         _parser().error(f"unrecognized arguments: {' '.join(extra)}")
+    # the toy model's settings lie beneath whatever the user sets: the defaults are a real model's
+    base = None
+    if args.command == "quickstart" or getattr(args, "tiny", False):
+        from toolmaster.models.tiny import TINY_SETTINGS as base
     try:
-        cfg = load_config(args.config, _flag_overrides(args) + list(args.overrides))
+        cfg = load_config(args.config, _flag_overrides(args) + list(args.overrides), base)
         if getattr(args, "data", None):  # the data belongs to whichever benchmark the config selects
             if cfg.env.name == "toolworld":
                 raise ConfigError("toolworld is generated and takes no --data; choose --env "
                                   "toolhop|stabletoolbench|tmdb")
             cfg = load_config(args.config, _flag_overrides(args) + [f"env.{cfg.env.name}.data={args.data}"]
-                              + list(args.overrides))
+                              + list(args.overrides), base)
     except ConfigError as err:
         print(f"toolmaster: {err}", file=sys.stderr)
         return 2

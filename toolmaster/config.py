@@ -235,7 +235,8 @@ class SynthConfig(Section):
     trial: bool = Field(True, description="trial-phase data and prompt; False is the no-trial ablation (same "
                         "prompt in SFT, GRPO and eval)")
     mistake_rate: float = Field(0.3, ge=0.0, le=1.0, description="chance of an injected mistake per execution call")
-    max_tokens: int = Field(1024, ge=64, description="trajectories longer than this are dropped")
+    max_tokens: int = Field(8192, ge=64, description="trajectories longer than this (in the model's tokens) are "
+                            "dropped; a 7B agent's trajectories with their tool lists reach several thousand")
     probe_distractors: bool = Field(False, description="the teacher also probes distractor tools in the trial phase")
     teacher: Literal["scripted", "openai"] = Field("scripted", description="scripted: toolworld's rule-following "
                                                    "teacher; openai: an LLM through an OpenAI-compatible endpoint")
@@ -246,7 +247,8 @@ class SynthConfig(Section):
 
 
 class GenerationConfig(Section):
-    max_new_tokens: int = Field(96, ge=1)
+    max_new_tokens: int = Field(1024, ge=1, description="tokens per assistant turn: a 7B model's turn (a note, "
+                                "several calls) is cut below a few hundred; the shipped 7B configs use 1024")
     temperature: float = Field(0.0, ge=0.0)
 
 
@@ -330,7 +332,8 @@ class LearnerConfig(Section):
                                         "(its placement-group bundle), e.g. {learner: 1}")
     zero_stage: Literal[2, 3] = 2
     backend: Literal["gloo", "nccl"] = "gloo"
-    lr: float = Field(1e-4, gt=0)
+    lr: float = Field(1e-6, gt=0, description="GRPO's learning rate: 1e-6 for a 7B model (verl's and OpenRLHF's "
+                      "GRPO examples); the tiny model's recipe uses 1e-4")
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     eps_low: float = Field(0.2, ge=0)
@@ -409,10 +412,12 @@ class SFTConfig(Section):
                                     "of rows is malformed or longer than max_tokens (each is reported)")
     steps: int = Field(400, ge=1)
     batch_size: int = Field(8, ge=1)
-    lr: float = Field(2e-3, gt=0, description="peak SFT learning rate (a tiny model from scratch needs a high one)")
+    lr: float = Field(1e-5, gt=0, description="peak SFT learning rate: 1e-5 for full fine-tuning of a 7B instruct "
+                      "model; the tiny model, trained from scratch, needs 2e-3")
     warmup_steps: int = Field(20, ge=0, description="linear warm-up, then cosine decay to min_lr_ratio × lr")
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
-    max_tokens: int = Field(1024, ge=64)
+    max_tokens: int = Field(8192, ge=64, description="longer rows are dropped (and reported); within "
+                            "learner.max_tokens_per_microbatch")
     checkpoint_every: int = Field(0, ge=0)
     keep_checkpoints: int = Field(2, ge=1, description="step checkpoints kept (the newest is also `latest`)")
 
@@ -519,7 +524,16 @@ def build_config(data: dict | None = None, overrides: list[str] | None = None) -
         raise ConfigError(_format_error(err, data)) from None
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+def _merged(base: dict, data: dict) -> dict:
+    out = dict(base)
+    for key, value in data.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                base: dict | None = None) -> Config:
+    """The config file over ``base`` (settings beneath the file, e.g. the tiny model's), then ``overrides``."""
     data: dict = {}
     if path is not None:
         path = Path(path)
@@ -529,7 +543,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {str(path)!r} must hold a mapping, got {type(loaded).__name__}")
         data = loaded or {}
-    return build_config(data, overrides)
+    return build_config(_merged(base or {}, data), overrides)
 
 
 def dump_config(cfg: Config, path: str | Path) -> None:

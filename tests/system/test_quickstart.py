@@ -1,5 +1,7 @@
 import json
 
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
+
 
 def test_the_quickstart_runs_every_stage_through_the_real_engines(ray_local, tmp_path, tiny_model_dir):
     """`toolmaster quickstart` at toy size: tiny model → synthesis → SFT → GRPO (choosing its checkpoint on
@@ -9,7 +11,7 @@ def test_the_quickstart_runs_every_stage_through_the_real_engines(ray_local, tmp
     from toolmaster.config import build_config
     from toolmaster.quickstart import quickstart
 
-    cfg = build_config({}, ["model.copy_pretrain_steps=0", "synth.num_tasks=16", "sft.steps=4", "sft.batch_size=4",
+    cfg = build_config(TINY, ["model.copy_pretrain_steps=0", "synth.num_tasks=16", "sft.steps=4", "sft.batch_size=4",
                             "sft.warmup_steps=1", "grpo.steps=2", "grpo.prompts_per_step=2", "grpo.group_size=2",
                             "grpo.eval_every=1", "grpo.eval_tasks=2", "grpo.eval_split=val", "grpo.keep_best=true",
                             "env.toolworld.eval_tasks=3", "rollout.generation.max_new_tokens=16",

@@ -6,6 +6,7 @@ import pytest
 
 from toolmaster.cli import main
 from toolmaster.config import ConfigError, build_config, load_config
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 from toolmaster.plan import ModelShape, check_learner_plan, check_model_dir, learner_plan
 
 
@@ -32,7 +33,7 @@ def test_plan_items_follow_zero_stage_precision_and_checkpointing():
     assert abs(shape.params - 7.62e9) < 0.01e9  # Qwen2.5-7B's published size
 
     def plan(*overrides):
-        return learner_plan(build_config({}, list(overrides)), shape, 16384)
+        return learner_plan(build_config(TINY, list(overrides)), shape, 16384)
 
     base = plan("learner.num_ranks=4", "learner.zero_stage=3", "learner.dtype=bfloat16")
     psi = shape.params
@@ -75,7 +76,7 @@ def test_a_missing_or_broken_model_fails_before_ray_starts(tmp_path, tiny_model_
 
 
 def test_a_microbatch_budget_below_the_longest_sequence_is_refused(tiny_model_dir, capsys, tmp_path):
-    cfg = build_config({}, ["learner.max_tokens_per_microbatch=512"])
+    cfg = build_config(TINY, ["learner.max_tokens_per_microbatch=512"])
     with pytest.raises(ConfigError, match=r"max_tokens_per_microbatch = 512 is smaller than the longest allowed "
                                           r"sequence \(sft.max_tokens = 1024\)"):
         check_learner_plan(cfg, tiny_model_dir, longest_sequence=cfg.sft.max_tokens, what="sft.max_tokens")

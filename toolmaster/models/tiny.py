@@ -13,6 +13,12 @@ from pathlib import Path
 
 from toolmaster.protocol import CHAT_TEMPLATE, SPECIAL_TOKENS, TAG_TOKENS, render_text
 
+# What the tiny model trains and samples with, beneath a run's own settings (configs/quickstart.yaml holds the
+# same; `--tiny` and the tests use them): trained from scratch, its SFT needs a high learning rate, and its
+# short episodes small budgets. The library defaults are a 7B model's.
+TINY_SETTINGS = {"sft": {"lr": 2e-3, "max_tokens": 1024}, "synth": {"max_tokens": 1024}, "learner": {"lr": 1e-4},
+                 "rollout": {"generation": {"max_new_tokens": 96}}, "eval": {"generation": {"max_new_tokens": 96}}}
+
 QWEN2_SPLIT_PATTERN = (
     r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""  # noqa: E501
 )

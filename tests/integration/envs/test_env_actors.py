@@ -8,12 +8,13 @@ import ray
 from toolmaster.config import build_config
 from toolmaster.envs import make_env
 from toolmaster.envs.actor import RemoteToolRunner, start_env_actors
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 
 
 @pytest.fixture
 def cfg_and_actors(ray_local):
     """One ToolEnv actor, removed for good after the test (Ray would otherwise restart it)."""
-    cfg = build_config({}, ["env_actors.num_actors=1"])
+    cfg = build_config(TINY, ["env_actors.num_actors=1"])
     actors = start_env_actors(cfg)
     yield cfg, actors
     for a in actors:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.trainer.test_grpo import _config
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 
 ROOT = str(Path(__file__).resolve().parents[3])
 PYTHONPATH = os.pathsep.join([ROOT, str(Path(ROOT) / "tests" / "vf_plugins")])
@@ -26,7 +27,7 @@ def test_without_the_extra_the_config_is_refused_saying_how_to_install(monkeypat
 
     monkeypatch.setitem(sys.modules, "verifiers.v1", None)  # import fails as if it were not installed
     with pytest.raises(ConfigError, match="install.sh --with-verifiers"):
-        check_runtime(build_config({}, ["env.name=verifiers", "env.verifiers.id=vf_codes"]))
+        check_runtime(build_config(TINY, ["env.name=verifiers", "env.verifiers.id=vf_codes"]))
 
 
 def _vf_config(run_dir, steps=2):
@@ -39,15 +40,15 @@ def test_a_bad_taskset_is_a_config_error_naming_it():
     from toolmaster.envs import make_env
 
     with pytest.raises(ValueError, match="env.verifiers.id must name"):
-        make_env(build_config({}, ["env.name=verifiers"]).env)
+        make_env(build_config(TINY, ["env.name=verifiers"]).env)
     with pytest.raises(ValueError, match="cannot load 'no_such_taskset'"):
-        make_env(build_config({}, ["env.name=verifiers", "env.verifiers.id=no_such_taskset"]).env)
+        make_env(build_config(TINY, ["env.name=verifiers", "env.verifiers.id=no_such_taskset"]).env)
     with pytest.raises(ValueError, match="cannot load 'no_such_harness'"):
-        make_env(build_config({}, ["env.name=verifiers", "env.verifiers.id=vf_codes",
+        make_env(build_config(TINY, ["env.name=verifiers", "env.verifiers.id=vf_codes",
                                    "env.verifiers.harness=no_such_harness"]).env)
     # a harness that runs model-written shell commands would run them on this host: refused by default
     with pytest.raises(ValueError, match="runs model-written code"):
-        make_env(build_config({}, ["env.name=verifiers", "env.verifiers.id=vf_codes",
+        make_env(build_config(TINY, ["env.name=verifiers", "env.verifiers.id=vf_codes",
                                    "env.verifiers.harness=bash"]).env)
 
 
@@ -57,7 +58,7 @@ def test_the_taskset_splits_into_train_and_test():
     from toolmaster.config import build_config
     from toolmaster.envs import make_env
 
-    env = make_env(build_config({}, ["env.name=verifiers", "env.verifiers.id=vf_codes",
+    env = make_env(build_config(TINY, ["env.name=verifiers", "env.verifiers.id=vf_codes",
                                      "env.verifiers.args={num_tasks: 10}"]).env)
     train, test = env.tasks("train"), env.tasks("test")
     assert [len(train), len(test)] == [8, 2] and test[0].id == "verifiers-test-0"
@@ -110,7 +111,7 @@ def test_eval_runs_a_verifiers_taskset_and_the_cli_refuses_a_bad_one(fleets, tmp
         code = main(["eval", "--env", "verifiers", "--policy", "model", "--model", tiny_model_dir,
                      "--out", str(tmp_path / "bad"), "env.verifiers.id=vf_nothing"])
     assert code == 2 and "cannot load 'vf_nothing'" in capsys.readouterr().err
-    cfg = build_config({}, ["env.name=verifiers", "env.verifiers.id=vf_codes", f"eval.model={tiny_model_dir}",
+    cfg = build_config(TINY, ["env.name=verifiers", "env.verifiers.id=vf_codes", f"eval.model={tiny_model_dir}",
                             "eval.num_tasks=2", "eval.generation.max_new_tokens=24"])
     evaluate(cfg, tmp_path / "eval", pool=fleets.pool(cfg, tiny_model_dir))
     report = json.loads((tmp_path / "eval" / "report.json").read_text())

@@ -5,11 +5,12 @@ import json
 from tests.conftest import TOOLHOP
 from toolmaster.config import build_config
 from toolmaster.evaluation.runner import evaluate
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 
 
 def _cfg(model_dir, *overrides):
     # two short turns per episode: the cost is prefilling benchmark prompts of thousands of tokens
-    return build_config({}, [f"eval.model={model_dir}", "rollout.num_workers=1", "env.max_turns=2",
+    return build_config(TINY, [f"eval.model={model_dir}", "rollout.num_workers=1", "env.max_turns=2",
                              "eval.generation.max_new_tokens=16", *overrides])  # later overrides win
 
 

@@ -2,10 +2,11 @@
 from toolmaster.config import build_config
 from toolmaster.envs import make_env
 from toolmaster.evaluation.reach import sample_failures
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 
 
 def test_reach_on_the_real_fleet(fleets, tiny_model_dir):
-    cfg = build_config({}, ["rollout.generation.max_new_tokens=16", "env.max_turns=2", "rollout.num_workers=1"])
+    cfg = build_config(TINY, ["rollout.generation.max_new_tokens=16", "env.max_turns=2", "rollout.num_workers=1"])
     tasks = make_env(cfg.env).tasks("test", 3)
     pool = fleets.pool(cfg, tiny_model_dir)
     greedy = [r.to_dict() for r in pool.run_specs([(f"g{i}", t) for i, t in enumerate(tasks)],

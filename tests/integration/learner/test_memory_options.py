@@ -3,6 +3,7 @@ change where memory goes, not the update; bfloat16 trains with fp32 master weigh
 import torch
 
 from tests.integration.learner.test_microbatch import _batch
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 
 
 def test_checkpointing_and_offload_keep_the_update_and_bf16_trains(fleets, tiny_model_dir):
@@ -12,7 +13,7 @@ def test_checkpointing_and_offload_keep_the_update_and_bf16_trains(fleets, tiny_
                "offload": ["learner.offload_optimizer=true"], "bf16": ["learner.dtype=bfloat16"]}
     states = {}
     for name, overrides in options.items():
-        run_cfg = build_config({}, overrides)
+        run_cfg = build_config(TINY, overrides)
         group = fleets.get(run_cfg, tiny_model_dir).learners
         group.reset(tiny_model_dir, run_cfg)
         losses = [group.train_step(_batch(0), "sft")["loss"], group.train_step(_batch(1), "grpo")["loss"]]

@@ -4,6 +4,7 @@ import random
 import pytest
 
 from toolmaster.learner.microbatch import MicrobatchBudgetError, plan_microbatches
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 
 
 def test_plan_respects_the_budget_and_groups_similar_lengths():
@@ -48,7 +49,7 @@ def test_microbatch_budget_does_not_change_the_update(fleets, tiny_model_dir, cf
                "third": [f"learner.max_tokens_per_microbatch={shard_tokens // 3}", "learner.logprob_chunk_tokens=64"]}
     results = {}
     for name, overrides in budgets.items():
-        run_cfg = build_config({}, [f"learner.zero_stage={zero_stage}", "learner.num_ranks=2", *overrides])
+        run_cfg = build_config(TINY, [f"learner.zero_stage={zero_stage}", "learner.num_ranks=2", *overrides])
         group = fleets.get(run_cfg, tiny_model_dir).learners
         group.reset(tiny_model_dir, run_cfg)
         counts = [group.train_step(sft, "sft")["microbatches"]]

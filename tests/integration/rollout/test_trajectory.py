@@ -4,6 +4,7 @@ import ray
 
 from toolmaster.config import build_config
 from toolmaster.envs import make_env
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 from toolmaster.protocol import render_text
 
 
@@ -47,7 +48,7 @@ def _perturbed_tied_copy(model_dir, out):
 def test_multi_turn_mask_and_retokenization(fleets, tiny_model_dir, tmp_path):
     from transformers import AutoTokenizer
 
-    cfg = build_config({}, ["rollout.generation.max_new_tokens=24", "env.max_turns=3", "rollout.num_workers=1"])
+    cfg = build_config(TINY, ["rollout.generation.max_new_tokens=24", "env.max_turns=3", "rollout.num_workers=1"])
     tasks = make_env(cfg.env).tasks("test", 4)
     pool = fleets.pool(cfg, tiny_model_dir)
     records = pool.run(tasks, group_size=2, step=0)
@@ -98,7 +99,7 @@ def test_a_turn_that_no_longer_fits_ends_the_episode_within_the_context(fleets, 
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     max_len = AutoConfig.from_pretrained(tiny_model_dir).max_position_embeddings
-    cfg = build_config({}, ["env.max_turns=4", "rollout.num_workers=1"])
+    cfg = build_config(TINY, ["env.max_turns=4", "rollout.num_workers=1"])
     task = make_env(cfg.env).tasks("test", 1)[0]
     prompt = tok(chat_format(tok).render(build_messages(task.question), task.schemas, True),
                  add_special_tokens=False)["input_ids"]

@@ -2,6 +2,7 @@
 budget cannot hold every prompt at once (on CPU a split prefill of a seeded request killed the engine)."""
 from toolmaster.config import build_config
 from toolmaster.envs import make_env
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 from toolmaster.rollout.vllm_engine import episode_seed
 
 
@@ -12,7 +13,7 @@ def test_episode_seeds_differ_by_episode_and_turn():
 
 
 def test_a_busy_engine_samples_each_episode_reproducibly(fleets, tiny_model_dir):
-    cfg = build_config({}, ["rollout.generation.max_new_tokens=16", "env.max_turns=2", "rollout.num_workers=1"])
+    cfg = build_config(TINY, ["rollout.generation.max_new_tokens=16", "env.max_turns=2", "rollout.num_workers=1"])
     tasks = make_env(cfg.env).tasks("train", 12)  # 24 prompts of ≈ 300 tokens arrive at once: > 2048 per step
     pool = fleets.pool(cfg, tiny_model_dir)
     specs = [(f"e{i}-g{g}", task) for i, task in enumerate(tasks) for g in range(2)]

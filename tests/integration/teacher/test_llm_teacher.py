@@ -9,13 +9,14 @@ from tests.conftest import TOOLHOP
 from tests.fakes import FakeOpenAI
 from toolmaster.config import build_config
 from toolmaster.envs import make_env
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 from toolmaster.protocol import build_messages, render_text
 from toolmaster.teacher.llm import TEACHER_GUIDE, endpoint_messages
 from toolmaster.teacher.synth import synthesize
 
 
 def test_endpoint_messages_render_as_the_student_sees_them():
-    task = make_env(build_config().env).tasks("train", 1)[0]
+    task = make_env(build_config(TINY).env).tasks("train", 1)[0]
     messages = build_messages(task.question) + [
         {"role": "assistant", "content": '<tool_call>\n{"name": "x", "arguments": {}}\n</tool_call>'},
         {"role": "tool", "content": "error: a"}, {"role": "tool", "content": "error: b"}]
@@ -30,7 +31,7 @@ def _question(messages) -> str:
 
 def test_scripted_endpoint_good_records_kept_bad_ones_dropped(tmp_path):
     """Turn 1 trials the first listed tool bare; turn 2 answers, correctly for even tasks only."""
-    tasks = make_env(build_config().env).tasks("train", 6)
+    tasks = make_env(build_config(TINY).env).tasks("train", 6)
     order = {t.question: i for i, t in enumerate(tasks)}
 
     def reply(messages):
@@ -42,7 +43,7 @@ def test_scripted_endpoint_good_records_kept_bad_ones_dropped(tmp_path):
         return f'<tool_call>\n{{"name": "{tool}", "arguments": {{}}}}\n</tool_call>'
 
     with FakeOpenAI(reply) as fake:
-        cfg = build_config({}, ["synth.teacher=openai", "synth.num_tasks=6",
+        cfg = build_config(TINY, ["synth.teacher=openai", "synth.num_tasks=6",
                                 f"synth.endpoint.base_url={fake.base_url}"])
         summary = synthesize(cfg, tmp_path)
     assert summary["kept"] == 3 and summary["dropped_reasons"] == {"incorrect": 3} and summary["teacher"] == "openai"
@@ -65,7 +66,7 @@ def _finish_or_answer(messages):
 @pytest.mark.parametrize("env_name", ["toolhop", "stabletoolbench", "tmdb"])
 def test_llm_teacher_runs_on_every_benchmark(tmp_path, env_name):
     with FakeOpenAI(_finish_or_answer) as fake:
-        cfg = build_config({}, [f"env.name={env_name}", f"env.toolhop.data={TOOLHOP}", "synth.split=test",
+        cfg = build_config(TINY, [f"env.name={env_name}", f"env.toolhop.data={TOOLHOP}", "synth.split=test",
                                 "synth.num_tasks=3", "synth.teacher=openai", f"synth.endpoint.base_url={fake.base_url}",
                                 "synth.max_tokens=100000"])  # RapidAPI tool lists are long
         summary = synthesize(cfg, tmp_path)
@@ -78,7 +79,7 @@ def test_llm_teacher_runs_on_every_benchmark(tmp_path, env_name):
 
 def test_llm_teacher_against_a_real_vllm_openai_server(tmp_path, model_server):
     """The tiny model behind vLLM's OpenAI server: the pipeline runs end to end (its records mostly get dropped)."""
-    cfg = build_config({}, ["synth.teacher=openai", "synth.num_tasks=4",
+    cfg = build_config(TINY, ["synth.teacher=openai", "synth.num_tasks=4",
                             f"synth.endpoint.base_url={model_server.base_url}",
                             "synth.endpoint.model=tiny", "synth.endpoint.max_tokens=48", "env.max_turns=3"])
     summary = synthesize(cfg, tmp_path)

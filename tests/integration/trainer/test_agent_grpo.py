@@ -4,6 +4,7 @@ import math
 from pathlib import Path
 
 from tests.integration.trainer.test_grpo import _config
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 
 ROOT = str(Path(__file__).resolve().parents[3])
 TASKS = str(Path(__file__).resolve().parents[3] / "tests" / "adder_tasks.jsonl")
@@ -93,7 +94,7 @@ def test_eval_runs_an_agent_and_the_cli_refuses_a_bad_entry(fleets, tmp_path, ti
         code = main(["eval", "--env", "agent", f"env.agent.tasks={TASKS}", "env.agent.entry=tests.agents:nothing",
                      "--policy", "model", "--model", tiny_model_dir, "--out", str(tmp_path / "bad")])
     assert code == 2 and "tests.agents:nothing' is not an async function" in capsys.readouterr().err
-    cfg = build_config({}, ["env.name=agent", f"env.agent.tasks={TASKS}", "env.agent.entry=tests.agents:adder",
+    cfg = build_config(TINY, ["env.name=agent", f"env.agent.tasks={TASKS}", "env.agent.entry=tests.agents:adder",
                             f"eval.model={tiny_model_dir}", "eval.num_tasks=2"])
     evaluate(cfg, tmp_path / "eval", pool=fleets.pool(cfg, tiny_model_dir))
     report = json.loads((tmp_path / "eval" / "report.json").read_text())

@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 
 from toolmaster.config import build_config
 from toolmaster.envs import make_env
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 
 
 def _weights(model_dir):
@@ -20,7 +21,7 @@ def _weights(model_dir):
 
 
 def _config(run_dir, zero_stage, steps=2, extra=()):
-    return build_config({}, [*extra,
+    return build_config(TINY, [*extra,
         f"run_dir={run_dir}", f"grpo.steps={steps}", "grpo.prompts_per_step=2", "grpo.group_size=2",
         "grpo.checkpoint_every=2", "env.max_turns=2", "rollout.generation.max_new_tokens=24",
         f"learner.zero_stage={zero_stage}", "learner.lr=1e-3", "rewards.verbosity_cost=1.0"])
@@ -171,6 +172,6 @@ def test_killed_driver_resumes_with_the_same_data_order(tmp_path, tiny_model_dir
     for line in (run / "metrics.jsonl").read_text().splitlines():
         record = json.loads(line)
         logged[record["step"]] = record["task_ids"]  # a step logged but not checkpointed before the kill is redone
-    env_tasks = make_env(build_config().env)
+    env_tasks = make_env(build_config(TINY).env)
     assert logged == {s: [t.id for t in env_tasks.tasks("train", 2, start=2 * (s - 1))] for s in (1, 2, 3, 4)}
     assert json.loads(state_file.read_text())["step"] == 4

@@ -11,6 +11,7 @@ import random
 import pytest
 
 from toolmaster.config import build_config
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 
 K = 4
 CODEBOOK = ["env.name=codebook", f"env.codebook.num_codes={K}", "env.max_turns=1",
@@ -29,14 +30,14 @@ def codebook_sft(tmp_path_factory, tiny_model_dir) -> str:
     from toolmaster.trainer.sft import train_sft
 
     work = tmp_path_factory.mktemp("codebook")
-    env = make_env(build_config({}, CODEBOOK).env)
+    env = make_env(build_config(TINY, CODEBOOK).env)
     rng = random.Random(0)
     rows = [{"messages": build_messages(t.question) + [
                 {"role": "assistant", "content": f"<answer>{rng.choice(t.metadata['codes'])}</answer>"}],
              "tools": json.dumps([])} for t in env.tasks("train", 64, start=10_000)]
     datasets.Dataset.from_list(rows).save_to_disk(str(work / "data"))
     ensure_ray()
-    cfg = build_config({}, [*CODEBOOK, f"run_dir={work / 'sft'}", "sft.steps=40", "sft.batch_size=8"])
+    cfg = build_config(TINY, [*CODEBOOK, f"run_dir={work / 'sft'}", "sft.steps=40", "sft.batch_size=8"])
     sft = train_sft(cfg, tiny_model_dir, str(work / "data"), learners=FLEETS.get(cfg, tiny_model_dir).learners)
     return sft["checkpoint"]
 
@@ -46,7 +47,8 @@ def test_grpo_reaches_the_known_optimum(fleets, tmp_path, codebook_sft):
 
     steps = 16
     # a larger step than the toolworld default (1e-4, 2 updates): one code of K is a strong, clean signal
-    cfg = build_config({}, [*CODEBOOK, f"run_dir={tmp_path / 'grpo'}", f"grpo.steps={steps}", "grpo.prompts_per_step=4",
+    cfg = build_config(TINY, [*CODEBOOK, f"run_dir={tmp_path / 'grpo'}", f"grpo.steps={steps}",
+                              "grpo.prompts_per_step=4",
                             "grpo.group_size=8", "learner.lr=3e-4", "grpo.warmup_steps=3", "grpo.updates_per_step=4",
                             "grpo.eval_every=4", "grpo.eval_tasks=16", "grpo.eval_split=val", "grpo.keep_best=true"])
     out = train_grpo(cfg, codebook_sft, fleet=fleets.get(cfg, codebook_sft))
@@ -81,7 +83,7 @@ def test_dynamic_sampling_keeps_informative_groups_and_survives_a_killed_worker(
     from toolmaster.trainer.grpo import start_grpo
 
     steps, b, g = 2, 3, 4
-    cfg = build_config({}, [*CODEBOOK, f"run_dir={tmp_path / 'run'}", f"grpo.steps={steps}",
+    cfg = build_config(TINY, [*CODEBOOK, f"run_dir={tmp_path / 'run'}", f"grpo.steps={steps}",
                             f"grpo.prompts_per_step={b}", f"grpo.group_size={g}", "grpo.filter_groups=true",
                             "grpo.max_sampling_rounds=3",
                             f"grpo.async_rollouts={str(async_rollouts).lower()}",
@@ -139,7 +141,7 @@ def test_grpo_continues_the_sft_optimizer_state_when_asked(fleets, tmp_path, cod
     from toolmaster.trainer.grpo import train_grpo
 
     assert _adam_steps(codebook_sft) == {40}
-    cfg = build_config({}, [*CODEBOOK, f"run_dir={tmp_path / 'grpo'}", "grpo.steps=1", "grpo.prompts_per_step=2",
+    cfg = build_config(TINY, [*CODEBOOK, f"run_dir={tmp_path / 'grpo'}", "grpo.steps=1", "grpo.prompts_per_step=2",
                             "grpo.group_size=8", "grpo.updates_per_step=2", "grpo.optimizer_state=checkpoint"])
     out = train_grpo(cfg, codebook_sft, fleet=fleets.get(cfg, codebook_sft))
     updates = out["history"][0]["train/updates"]

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from toolmaster.config import build_config
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 from toolmaster.teacher.synth import synthesize
 from toolmaster.trainer.grpo import start_grpo
 from toolmaster.trainer.sft import train_sft
@@ -69,7 +70,7 @@ def test_a_real_shape_model_through_synthesis_sft_grpo_and_evaluation(fleets, re
     from toolmaster.evaluation.runner import evaluate
 
     tokenizer = AutoTokenizer.from_pretrained(real_shape_model_dir)
-    cfg = build_config({}, [
+    cfg = build_config(TINY, [
         "synth.num_tasks=2", "sft.steps=4", "sft.batch_size=4", "sft.lr=1e-2", "sft.warmup_steps=1",
         "sft.max_tokens=2048", "grpo.steps=2", "grpo.prompts_per_step=2", "grpo.group_size=2",
         "env.max_turns=3", "rollout.generation.max_new_tokens=48", "eval.generation.max_new_tokens=32",

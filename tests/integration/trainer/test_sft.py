@@ -1,6 +1,7 @@
 import json
 
 from toolmaster.config import build_config
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 from toolmaster.protocol import render_text
 from toolmaster.trainer.sft import sft_example
 
@@ -32,8 +33,8 @@ def test_sft_on_the_learner_group(fleets, tiny_model_dir, tmp_path, cfg):
     from toolmaster.teacher.synth import synthesize
     from toolmaster.trainer.sft import train_sft
 
-    synthesize(build_config({}, ["synth.num_tasks=20"]), tmp_path / "data")
-    run_cfg = build_config({}, [f"run_dir={tmp_path / 'run'}", "sft.steps=6", "sft.batch_size=4",
+    synthesize(build_config(TINY, ["synth.num_tasks=20"]), tmp_path / "data")
+    run_cfg = build_config(TINY, [f"run_dir={tmp_path / 'run'}", "sft.steps=6", "sft.batch_size=4",
                                 "learner.zero_stage=2"])
     out = train_sft(run_cfg, tiny_model_dir, str(tmp_path / "data"),
                     learners=fleets.get(run_cfg, tiny_model_dir).learners)
@@ -48,7 +49,7 @@ def test_sft_on_the_learner_group(fleets, tiny_model_dir, tmp_path, cfg):
 def test_sft_learning_rate_schedule():
     from toolmaster.trainer.sft import sft_lr
 
-    cfg = build_config({}, ["sft.steps=100", "sft.lr=1e-3", "sft.warmup_steps=10", "sft.min_lr_ratio=0.1"]).sft
+    cfg = build_config(TINY, ["sft.steps=100", "sft.lr=1e-3", "sft.warmup_steps=10", "sft.min_lr_ratio=0.1"]).sft
     lrs = [sft_lr(cfg, s) for s in range(100)]
     assert lrs[0] == 1e-4 and abs(lrs[9] - 1e-3) < 1e-12  # linear warm-up to the peak
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))  # then never rises
@@ -63,7 +64,7 @@ def test_sft_refuses_empty_data_before_any_actor_starts(tiny_model_dir, tmp_path
     from toolmaster.teacher.synth import synthesize
     from toolmaster.trainer.sft import train_sft
 
-    cfg = build_config({}, ["synth.num_tasks=4", "env.max_turns=2", f"run_dir={tmp_path / 'run'}"])
+    cfg = build_config(TINY, ["synth.num_tasks=4", "env.max_turns=2", f"run_dir={tmp_path / 'run'}"])
     summary = synthesize(cfg, tmp_path / "data")
     assert summary["kept"] == 0
     with pytest.raises(ValueError, match=r"synthesis kept 0 of 4 teacher episodes .*env.max_turns"):

@@ -15,6 +15,7 @@ import ray
 from ray.cluster_utils import AutoscalingCluster
 
 from toolmaster.config import build_config
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 
 pytestmark = pytest.mark.slow  # ≈ 3 min; run with -m slow
 
@@ -68,7 +69,7 @@ def _alive_nodes() -> int:
 def test_nodes_and_workers_follow_the_queue(autoscaling_cluster, tmp_path, tiny_model_dir):
     from toolmaster.trainer.grpo import start_grpo
 
-    cfg = build_config({}, [
+    cfg = build_config(TINY, [
         f"run_dir={tmp_path / 'run'}", "grpo.steps=1", "grpo.prompts_per_step=12", "grpo.group_size=3",
         "env.max_turns=4", "rollout.generation.max_new_tokens=48", "rollout.max_episodes_per_worker=1",
         "rollout.resources={rollout: 1}", "rollout.num_cpus_per_worker=0.5", "rollout.autoscale.enabled=true",

@@ -5,13 +5,14 @@ import time
 import pytest
 
 from toolmaster.config import build_config
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 from toolmaster.rollout.autoscale import AutoscalePolicy
 
 
 def _policy(**kw):
     overrides = [f"rollout.autoscale.{k}={v}" for k, v in {"enabled": True, "min_workers": 1, "max_workers": 3,
                                                           "up_cooldown_s": 0, "down_cooldown_s": 10, **kw}.items()]
-    return AutoscalePolicy(build_config({}, overrides).rollout.autoscale)
+    return AutoscalePolicy(build_config(TINY, overrides).rollout.autoscale)
 
 
 def test_policy_grows_on_queue_and_shrinks_slowly_when_idle():
@@ -31,7 +32,7 @@ def test_bounds_are_validated():
     from toolmaster.config import ConfigError
 
     with pytest.raises(ConfigError, match="min_workers 3 > max_workers 2"):
-        build_config({}, ["rollout.autoscale.min_workers=3", "rollout.autoscale.max_workers=2"])
+        build_config(TINY, ["rollout.autoscale.min_workers=3", "rollout.autoscale.max_workers=2"])
 
 
 def test_pool_grows_under_queue_pressure_and_drains_back_when_idle(ray_local, tiny_model_dir):
@@ -39,7 +40,7 @@ def test_pool_grows_under_queue_pressure_and_drains_back_when_idle(ray_local, ti
     from toolmaster.envs import make_env
     from toolmaster.rollout.pool import RolloutPool
 
-    cfg = build_config({}, ["rollout.max_episodes_per_worker=1", "rollout.generation.max_new_tokens=48",
+    cfg = build_config(TINY, ["rollout.max_episodes_per_worker=1", "rollout.generation.max_new_tokens=48",
                             "env.max_turns=4", "rollout.num_cpus_per_worker=0.5", "rollout.autoscale.enabled=true",
                             "rollout.autoscale.min_workers=1", "rollout.autoscale.max_workers=2",
                             "rollout.autoscale.down_cooldown_s=1"])

@@ -6,6 +6,7 @@ import torch
 
 from tests.integration.trainer.test_grpo import _config, _weights
 from toolmaster.config import build_config
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 
 
 class _Run:
@@ -93,10 +94,10 @@ def test_sft_resume_after_a_crash_is_exact(ray_local, tiny_model_dir, tmp_path, 
     from toolmaster.teacher.synth import synthesize
     from toolmaster.trainer.sft import train_sft
 
-    synthesize(build_config({}, ["synth.num_tasks=12"]), tmp_path / "data")
+    synthesize(build_config(TINY, ["synth.num_tasks=12"]), tmp_path / "data")
 
     def cfg(run):
-        return build_config({}, [f"run_dir={tmp_path / run}", "sft.steps=4", "sft.batch_size=4", "sft.warmup_steps=1",
+        return build_config(TINY, [f"run_dir={tmp_path / run}", "sft.steps=4", "sft.batch_size=4", "sft.warmup_steps=1",
                                  "sft.checkpoint_every=2", "sft.keep_checkpoints=1"])
 
     shared = FLEETS.get(cfg("full"), tiny_model_dir).learners

@@ -10,6 +10,7 @@ from toolmaster.config import build_config
 from toolmaster.envs import make_env
 from toolmaster.evaluation.runner import evaluate
 from toolmaster.llm.judge import parse_label
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 from toolmaster.tools.base import ToolRunner
 from toolmaster.toolserver.process import tool_server_for
 
@@ -19,7 +20,7 @@ NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
 def test_all_765_queries_load_with_valid_tool_schemas():
-    env = make_env(build_config({}, ["env.name=stabletoolbench"]).env)
+    env = make_env(build_config(TINY, ["env.name=stabletoolbench"]).env)
     tasks = env.tasks("test")
     assert len(tasks) == 765
     assert {g: sum(t.metadata["group"] == g for t in tasks) for g in GROUPS} == GROUPS
@@ -52,7 +53,7 @@ class FirstApiThenFinish:
 
 
 def test_eval_without_judge_reports_finish_rate_and_sopr_not_computed(tmp_path):
-    cfg = build_config({}, ["env.name=stabletoolbench", "eval.num_tasks=4", "eval.policy=oracle"])
+    cfg = build_config(TINY, ["env.name=stabletoolbench", "eval.num_tasks=4", "eval.policy=oracle"])
     report = evaluate(cfg, tmp_path, policy=FirstApiThenFinish())  # starts its own tool server
     assert report["sopr"] is None and "no judge configured" in report["note"]
     assert report["finish_rate"] == 1.0 and report["num_items"] == 4
@@ -72,7 +73,8 @@ def test_judge_labels_are_averaged_and_no_finish_is_unsolved(tmp_path):
         return "Label: Solved" if seen[key] == 1 else "Label: Unsure"
 
     with FakeOpenAI(label) as judge:
-        cfg = build_config({}, ["env.name=stabletoolbench", f"env.judge.base_url={judge.base_url}", "env.judge.runs=2"])
+        cfg = build_config(TINY, ["env.name=stabletoolbench", f"env.judge.base_url={judge.base_url}",
+                                  "env.judge.runs=2"])
         with tool_server_for(cfg) as run_cfg:
             env = make_env(run_cfg.env)
             tasks = env.tasks("test", 2)

@@ -5,12 +5,13 @@ from toolmaster.agent.episode import Episode
 from toolmaster.config import build_config
 from toolmaster.envs import make_env
 from toolmaster.envs.tmdb import covers_in_order, endpoint_function
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 from toolmaster.tools.base import RestExecutor, VirtualApiExecutor
 from toolmaster.tools.rest import call_rest
 
 
 def test_54_tools_with_valid_schemas():
-    env = make_env(build_config({}, ["env.name=tmdb"]).env)
+    env = make_env(build_config(TINY, ["env.name=tmdb"]).env)
     tasks = env.tasks("test")
     assert len(tasks) == 100
     schemas = tasks[0].schemas
@@ -36,7 +37,7 @@ def test_correct_path_rate_on_hand_made_paths():
     assert not covers_in_order(names, [names[0]])  # missing a step
     assert (covers_in_order([names[0], names[0]], [names[0], names[0]])
             and not covers_in_order([names[0], names[0]], [names[0]]))
-    env = make_env(build_config({}, ["env.name=tmdb"]).env)
+    env = make_env(build_config(TINY, ["env.name=tmdb"]).env)
     task = next(t for t in env.tasks("test") if t.metadata["solution"] == gold)
     episode = Episode("e", task.id, [], [], calls=["get_search_person", "get_person_person_id_movie_credits", "Finish"])
     assert env.grade(task, episode) == 1.0
@@ -47,7 +48,7 @@ def test_correct_path_rate_on_hand_made_paths():
 
 def test_live_api_when_a_key_is_set(monkeypatch):
     monkeypatch.setenv("TMDB_API_KEY", "k")
-    tools = make_env(build_config({}, ["env.name=tmdb"]).env).tasks("test", 1)[0].tools
+    tools = make_env(build_config(TINY, ["env.name=tmdb"]).env).tasks("test", 1)[0].tools
     assert all(isinstance(t.executor, RestExecutor) for t in tools)
     monkeypatch.delenv("TMDB_API_KEY")
     ex = next(t.executor for t in tools if t.name == "get_person_person_id_movie_credits")
@@ -68,7 +69,7 @@ def test_success_rate_from_a_judge_beside_the_path_metric(tmp_path):
 
     with FakeOpenAI(lambda messages: "Label: Solved" if "7 films" in messages[1]["content"]
                     else "Label: Unsolved") as judge:
-        cfg = build_config({}, ["env.name=tmdb", "eval.num_tasks=2", f"env.judge.base_url={judge.base_url}"])
+        cfg = build_config(TINY, ["env.name=tmdb", "eval.num_tasks=2", f"env.judge.base_url={judge.base_url}"])
         report = evaluate(cfg, tmp_path, policy=SearchThenAnswer())  # tool server started for the run
     assert report["success_rate"] == 100.0 and report["correct_path_rate"] == 0.0  # gold needs a second endpoint
     item = report["items"][0]

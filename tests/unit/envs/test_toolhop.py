@@ -2,10 +2,11 @@ from tests.conftest import TOOLHOP
 from toolmaster.config import build_config
 from toolmaster.envs import make_env
 from toolmaster.envs.toolhop import official_correct
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 
 
 def _env():
-    return make_env(build_config({}, ["env.name=toolhop", f"env.toolhop.data={TOOLHOP}"]).env)
+    return make_env(build_config(TINY, ["env.name=toolhop", f"env.toolhop.data={TOOLHOP}"]).env)
 
 
 def test_all_items_load_with_their_tools():

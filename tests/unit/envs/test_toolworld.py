@@ -7,6 +7,7 @@ from toolmaster.agent.loop import run_episodes
 from toolmaster.config import build_config
 from toolmaster.envs import make_env
 from toolmaster.envs.toolworld.quirks import IN_DOMAIN_KINDS, OOD_KINDS
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 from toolmaster.teacher.scripted import ScriptedTeacher, _PerToolTeacher
 from toolmaster.tools.base import ToolRunner
 
@@ -26,7 +27,7 @@ def test_same_seed_same_tasks_and_seed_changes_them(cfg):
     env = make_env(cfg.env)
     a, b = env.tasks("train", 20), env.tasks("train", 20)
     assert a == b and [t.metadata for t in a] == [t.metadata for t in b]
-    other = make_env(build_config({}, ["env.toolworld.seed=1"]).env).tasks("train", 20)
+    other = make_env(build_config(TINY, ["env.toolworld.seed=1"]).env).tasks("train", 20)
     assert [t.question for t in other] != [t.question for t in a]
 
 
@@ -66,7 +67,7 @@ def test_quirk_kinds_and_values_per_split(cfg):
 
 
 def test_difficulty_knobs(cfg):
-    c = build_config({}, ["env.toolworld.min_hops=3", "env.toolworld.max_hops=3", "env.toolworld.distractors=2",
+    c = build_config(TINY, ["env.toolworld.min_hops=3", "env.toolworld.max_hops=3", "env.toolworld.distractors=2",
                           "env.toolworld.quirk_rate=0"])
     for t in make_env(c.env).tasks("train", 10):
         assert t.metadata["hops"] == 3 and len(t.tools) == 5

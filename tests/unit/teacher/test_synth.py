@@ -3,12 +3,13 @@ import json
 import datasets
 
 from toolmaster.config import build_config
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 from toolmaster.protocol import parse_turn
 from toolmaster.teacher.synth import synthesize
 
 
 def test_synth_500_with_trials_and_corrections(tmp_path):
-    cfg = build_config({}, ["synth.num_tasks=500"])
+    cfg = build_config(TINY, ["synth.num_tasks=500"])
     summary = synthesize(cfg, tmp_path)
     assert summary["num_tasks"] == 500 and summary["kept"] + summary["dropped"] == 500
     # the teacher always answers, parseably and correctly: only the length filter drops (the default
@@ -27,8 +28,8 @@ def test_synth_500_with_trials_and_corrections(tmp_path):
 
 
 def test_no_trial_writes_same_tasks_without_trials(tmp_path):
-    with_trial = synthesize(build_config({}, ["synth.num_tasks=60"]), tmp_path / "a")
-    without = synthesize(build_config({}, ["synth.num_tasks=60", "synth.trial=false"]), tmp_path / "b")
+    with_trial = synthesize(build_config(TINY, ["synth.num_tasks=60"]), tmp_path / "a")
+    without = synthesize(build_config(TINY, ["synth.num_tasks=60", "synth.trial=false"]), tmp_path / "b")
     a, b = datasets.load_from_disk(str(tmp_path / "a")), datasets.load_from_disk(str(tmp_path / "b"))
     assert without["mean_trial_calls"] == 0 and with_trial["mean_trial_calls"] > 0
     assert without["mean_corrections"] > 0  # without trials the quirks are met in execution
@@ -37,5 +38,5 @@ def test_no_trial_writes_same_tasks_without_trials(tmp_path):
 
 
 def test_filter_drops_overlong_trajectories(tmp_path):
-    summary = synthesize(build_config({}, ["synth.num_tasks=30", "synth.max_tokens=100"]), tmp_path)
+    summary = synthesize(build_config(TINY, ["synth.num_tasks=30", "synth.max_tokens=100"]), tmp_path)
     assert summary["dropped_reasons"].get("too_long", 0) == 30 and summary["kept"] == 0

@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 from tests.conftest import DATA
 from tests.fakes import FakeOpenAI
 from toolmaster.config import build_config
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 from toolmaster.toolserver.app import create_app
 from toolmaster.toolserver.docs import DocRegistry
 from toolmaster.toolserver.names import cache_path_parts, function_name, standardize
@@ -17,7 +18,7 @@ BODY = {"category": "Data", "tool_name": "TheClique", "api_name": "Songkick conc
 
 
 def server_cfg(*overrides):
-    return build_config({}, [f"env.tool_server.docs=[{STB / 'G1_instruction.json'}]", *overrides]).env.tool_server
+    return build_config(TINY, [f"env.tool_server.docs=[{STB / 'G1_instruction.json'}]", *overrides]).env.tool_server
 
 
 def test_names_follow_stabletoolbench():

@@ -4,11 +4,12 @@ from dataclasses import replace
 import pytest
 
 from toolmaster.config import build_config
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 from toolmaster.rollout.record import RolloutRecord
 from toolmaster.trainer.advantages import episode_advantages, group_advantages, informative, loss_weights
 from toolmaster.trainer.grpo import minibatches
 
-WEIGHTS = build_config({}).rewards.model_dump()  # the defaults: correctness 1, format 0.1 (a penalty)
+WEIGHTS = build_config(TINY).rewards.model_dump()  # the defaults: correctness 1, format 0.1 (a penalty)
 
 
 def _record(correct: float, trial_calls: int, turns: int, parse_errors: int = 0, answered: bool = True,
@@ -72,7 +73,7 @@ def test_the_batch_reports_what_it_pushes():
 
     records = [_record(c, 2, 4, token_ids=[1, 2, 3], loss_mask=[0, 1, 1], logprobs=[0.0, -0.1, -0.2],
                        episode_id=f"e{i}") for i, c in enumerate((1.0, 0.0, 0.0, 0.0))]
-    full, info = build_batch(records, build_config({}, ["grpo.group_size=4"]).grpo, WEIGHTS)
+    full, info = build_batch(records, build_config(TINY, ["grpo.group_size=4"]).grpo, WEIGHTS)
     assert full["advantages"] == episode_advantages(records, 4, WEIGHTS) and full["advantages"][0] > 0
     # what the batch pushes: one success of four, so the three failures' token mass is as large as its own
     assert info["group_success"] == [0.25]
@@ -169,8 +170,8 @@ def test_context_limit_episodes_are_trained_or_masked_as_configured():
     records = [_record(c, 2, 4, token_ids=[1, 2, 3], loss_mask=[0, 1, 1], logprobs=[0.0, -0.1, -0.2],
                        episode_id=f"e{i}") for i, c in enumerate((1.0, 0.0, 0.0, 0.0))]
     records[3] = replace(records[3], finish_reason="context_limit")
-    trained, _ = build_batch(records, build_config({}, ["grpo.group_size=4"]).grpo, WEIGHTS)
-    masked, _ = build_batch(records, build_config({}, ["grpo.group_size=4", "grpo.context_limit=mask"]).grpo,
+    trained, _ = build_batch(records, build_config(TINY, ["grpo.group_size=4"]).grpo, WEIGHTS)
+    masked, _ = build_batch(records, build_config(TINY, ["grpo.group_size=4", "grpo.context_limit=mask"]).grpo,
                             WEIGHTS)
     assert trained["episode_ids"] == ["e0", "e1", "e2", "e3"]
     assert masked["episode_ids"] == ["e0", "e1", "e2"]  # no gradient from the cut episode ...

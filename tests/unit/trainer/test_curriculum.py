@@ -1,10 +1,11 @@
 """The toolworld curriculum: difficulty follows recent training success; tasks change with the level."""
 from toolmaster.config import build_config
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 from toolmaster.trainer.curriculum import Curriculum
 
 
 def _curriculum(*overrides):
-    return Curriculum(build_config({}, ["env.toolworld.curriculum.enabled=true", *overrides]).env.toolworld)
+    return Curriculum(build_config(TINY, ["env.toolworld.curriculum.enabled=true", *overrides]).env.toolworld)
 
 
 def test_difficulty_moves_with_success():
@@ -26,9 +27,9 @@ def test_difficulty_moves_with_success():
 
 def test_tasks_follow_the_level_and_state_resumes():
     cur = _curriculum()
-    easy_cfg = build_config({}, ["env.toolworld.curriculum.enabled=true", "env.toolworld.curriculum.start_level=0"])
+    easy_cfg = build_config(TINY, ["env.toolworld.curriculum.enabled=true", "env.toolworld.curriculum.start_level=0"])
     easy = Curriculum(easy_cfg.env.toolworld).tasks("train", 8, start=0)
-    hard = Curriculum(build_config({}, ["env.toolworld.curriculum.start_level=3"]).env.toolworld).tasks("train", 8, 0)
+    hard = Curriculum(build_config(TINY, ["env.toolworld.curriculum.start_level=3"]).env.toolworld).tasks("train", 8, 0)
     assert all(t.metadata["hops"] == 1 and len(t.tools) == 1 for t in easy)  # 1 hop, no distractor
     assert max(t.metadata["hops"] for t in hard) == 3 and all(len(t.tools) == t.metadata["hops"] + 2 for t in hard)
     assert {t.id for t in easy}.isdisjoint({t.id for t in hard})  # the level is part of the task id
@@ -52,8 +53,8 @@ def test_bad_curriculum_settings_fail_at_load():
     from toolmaster.config import ConfigError
 
     with pytest.raises(ConfigError, match="target_low"):
-        build_config({}, ["env.toolworld.curriculum.target_low=0.8", "env.toolworld.curriculum.target_high=0.5"])
+        build_config(TINY, ["env.toolworld.curriculum.target_low=0.8", "env.toolworld.curriculum.target_high=0.5"])
     with pytest.raises(ConfigError, match="levels.0.max_hops"):
-        build_config({}, ["env.toolworld.curriculum.levels=[{max_hops: 9}]"])
+        build_config(TINY, ["env.toolworld.curriculum.levels=[{max_hops: 9}]"])
     with pytest.raises(ConfigError, match="start_level"):
-        build_config({}, ["env.toolworld.curriculum.start_level=7"])
+        build_config(TINY, ["env.toolworld.curriculum.start_level=7"])

@@ -7,6 +7,7 @@ import pytest
 from tests.fakes import RecordingLearners, ScriptedPool
 from toolmaster.config import build_config
 from toolmaster.envs import make_env
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 from toolmaster.trainer.grpo import GRPOTrainer
 from toolmaster.trainer.run_dir import RunDir
 
@@ -17,7 +18,7 @@ def no_wandb(monkeypatch):
 
 
 def _trainer(tmp_path, outcome, *overrides):
-    cfg = build_config({}, [f"run_dir={tmp_path / 'run'}", "grpo.prompts_per_step=2", "grpo.group_size=4",
+    cfg = build_config(TINY, [f"run_dir={tmp_path / 'run'}", "grpo.prompts_per_step=2", "grpo.group_size=4",
                             "grpo.steps=4", *overrides])
     pool, learners = ScriptedPool(outcome), RecordingLearners()
     trainer = GRPOTrainer(cfg, make_env(cfg.env), pool, learners, RunDir(cfg, "grpo"), model_dir=str(tmp_path / "base"))

@@ -8,6 +8,7 @@ from tests.conftest import FIXTURES
 from toolmaster.cli import main
 from toolmaster.config import build_config
 from toolmaster.config_base import ConfigError
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 from toolmaster.trainer.sft import load_examples, prepare_examples
 from toolmaster.trainer.sft_data import BadRow, load_rows, parse_row
 
@@ -109,9 +110,9 @@ def test_too_long_rows_are_dropped_and_too_many_bad_rows_refused(tmp_path, qwen_
     examples, bad = prepare_examples(str(path), qwen_tokenizer, max_tokens=128)
     assert len(examples) == 18 and [b.where.rsplit(":", 1)[1] for b in bad] == ["20", "19"]
     assert bad[1].reason.startswith("too long: ") and "> sft.max_tokens=128" in bad[1].reason
-    cfg = build_config({}, ["sft.max_tokens=128", "sft.max_bad_fraction=0.1"])
+    cfg = build_config(TINY, ["sft.max_tokens=128", "sft.max_bad_fraction=0.1"])
     assert len(load_examples(str(path), qwen_tokenizer, cfg.sft)) == 18  # 2 of 20 bad: within 10%
-    strict = build_config({}, ["sft.max_tokens=128", "sft.max_bad_fraction=0.05"])
+    strict = build_config(TINY, ["sft.max_tokens=128", "sft.max_bad_fraction=0.05"])
     with pytest.raises(ConfigError, match=r"2 of 20 rows cannot be used \(1 malformed, 1 too long\)") as err:
         load_examples(str(path), qwen_tokenizer, strict.sft)
     assert f"{path}:20" in str(err.value)

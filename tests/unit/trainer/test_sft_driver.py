@@ -3,6 +3,7 @@ import pytest
 
 from tests.fakes import RecordingLearners
 from toolmaster.config import build_config
+from toolmaster.models.tiny import TINY_SETTINGS as TINY
 from toolmaster.teacher.synth import synthesize
 from toolmaster.trainer.sft import sft_lr, train_sft
 
@@ -10,8 +11,8 @@ from toolmaster.trainer.sft import sft_lr, train_sft
 def test_sft_feeds_the_learners_in_a_fixed_order_with_its_schedule(tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.setattr("toolmaster.trainer.sft.init_ray", lambda: None)  # nothing here needs Ray
-    synthesize(build_config({}, ["synth.num_tasks=12"]), tmp_path / "data")
-    cfg = build_config({}, [f"run_dir={tmp_path / 'run'}", "sft.steps=4", "sft.batch_size=3", "sft.warmup_steps=2",
+    synthesize(build_config(TINY, ["synth.num_tasks=12"]), tmp_path / "data")
+    cfg = build_config(TINY, [f"run_dir={tmp_path / 'run'}", "sft.steps=4", "sft.batch_size=3", "sft.warmup_steps=2",
                             "sft.lr=1e-3", "sft.checkpoint_every=2"])
     learners = RecordingLearners()
     out = train_sft(cfg, tiny_model_dir, str(tmp_path / "data"), learners=learners)
