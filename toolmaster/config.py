@@ -517,7 +517,9 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 
 def build_config(data: dict | None = None, overrides: list[str] | None = None) -> Config:
-    data = apply_overrides(dict(data or {}), list(overrides or []))
+    import copy
+
+    data = apply_overrides(copy.deepcopy(data or {}), list(overrides or []))  # the caller's dict stays as it was
     try:
         return Config.model_validate(data)
     except ValidationError as err:

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from toolmaster.config import ConfigError, apply_overrides, build_config, load_config
@@ -79,3 +81,14 @@ def test_keep_best_needs_evaluations_on_a_split_that_is_not_reported():
         build_config({}, ["grpo.keep_best=true", "grpo.eval_every=5"])
     cfg = build_config({}, ["grpo.keep_best=true", "grpo.eval_every=5", "grpo.eval_split=val"])
     assert cfg.grpo.keep_best and cfg.eval.split == "test"
+
+
+def test_a_base_dict_is_not_changed_by_overrides():
+    """A shared base (the tiny model's settings) must not collect one run's overrides for the next."""
+    from toolmaster.models.tiny import TINY_SETTINGS
+
+    before = json.dumps(TINY_SETTINGS, sort_keys=True)
+    cfg = build_config(TINY_SETTINGS, ["sft.lr=0.5", "eval.generation.max_new_tokens=7", "eval.num_tasks=2"])
+    assert cfg.sft.lr == 0.5 and cfg.eval.generation.max_new_tokens == 7
+    assert json.dumps(TINY_SETTINGS, sort_keys=True) == before
+    assert build_config(TINY_SETTINGS).eval.num_tasks is None

@@ -68,8 +68,18 @@ class RolloutPool:
         self._startup_failures = 0
         for _ in range(initial):
             self._spawn()
-        while self._starting:  # a worker lost while starting (e.g. its node went away) is replaced
-            ready, _ = ray.wait(list(self._starting.values()), num_returns=1)
+        self.wait_for_workers()
+
+    def wait_for_workers(self, timeout_s: float | None = None) -> None:
+        """Block until every starting worker can take work: the pool's own start, or a driver that wants a
+        scale-up's capacity before its next batch. A worker lost while starting (e.g. its node went away) is
+        replaced; TimeoutError after ``timeout_s``."""
+        deadline = None if timeout_s is None else time.time() + timeout_s
+        while self._starting:
+            left = None if deadline is None else max(0.0, deadline - time.time())
+            ready, _ = ray.wait(list(self._starting.values()), num_returns=1, timeout=left)
+            if not ready:
+                raise TimeoutError(f"{len(self._starting)} rollout worker(s) still starting after {timeout_s} s")
             self._started(ready[0])
 
     @staticmethod

@@ -69,6 +69,9 @@ def test_sft_refuses_empty_data_before_any_actor_starts(tiny_model_dir, tmp_path
     assert summary["kept"] == 0
     with pytest.raises(ValueError, match=r"synthesis kept 0 of 4 teacher episodes .*env.max_turns"):
         train_sft(cfg, tiny_model_dir, str(tmp_path / "data"))
-    with pytest.raises(ValueError, match="holds no dataset"):
+    with pytest.raises(ValueError, match="no such file or folder"):
         train_sft(cfg, tiny_model_dir, str(tmp_path / "nothing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no .jsonl or .json file and no saved dataset"):
+        train_sft(cfg, tiny_model_dir, str(tmp_path / "empty"))
     assert not (tmp_path / "run").exists()  # refused before the run directory or Ray
