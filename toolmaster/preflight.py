@@ -23,7 +23,8 @@ class Check:
     detail: str
 
 
-def _model(cfg, command: str) -> list[Check]:
+def _model(cfg, command: str) -> tuple[list[Check], object | None]:
+    """The model checks, and its shape (None when its config cannot be read)."""
     from transformers import AutoTokenizer
 
     from toolmaster.models.hub import resolve_model
@@ -33,20 +34,20 @@ def _model(cfg, command: str) -> list[Check]:
     path = cfg.eval.model if command == "eval" else cfg.model.path
     if not path:
         if command == "quickstart":
-            return [Check("model", OK, "the quickstart builds its tiny model")]
-        return [Check("model", FAILED, f"{command} needs a model: --model DIR or model.path=DIR")]
+            return [Check("model", OK, "the quickstart builds its tiny model")], None
+        return [Check("model", FAILED, f"{command} needs a model: --model DIR or model.path=DIR")], None
     path = resolve_model(path, "model.path", weights=False)
-    out = []
     try:
-        shape = ModelShape.from_config(json.loads(model_config_path(path).read_text()))
-        out.append(Check("model config", OK, f"{shape.params / 1e9:.2f} B parameters, {shape.layers} layers"))
+        config = json.loads(model_config_path(path).read_text())
+        shape = ModelShape.from_config(config)
     except (ConfigError, OSError, ValueError) as err:
-        return [Check("model config", FAILED, str(err))]
+        return [Check("model config", FAILED, str(err))], None
+    out = [Check("model config", OK, f"{shape.params / 1e9:.2f} B parameters, {shape.layers} layers")]
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as err:
-        return out + [Check("tokenizer", FAILED, f"{path}: {err}")]
-    vocab = json.loads(model_config_path(path).read_text()).get("vocab_size")
+        return out + [Check("tokenizer", FAILED, f"{path}: {err}")], shape
+    vocab = config.get("vocab_size")
     if vocab is not None and len(tokenizer) > vocab:
         out.append(Check("tokenizer", FAILED, f"{len(tokenizer)} tokens, more than the model's vocab_size {vocab}"))
     else:
@@ -60,7 +61,7 @@ def _model(cfg, command: str) -> list[Check]:
     out.append(Check("model weights", OK if weights else NOT_HERE,
                      "present" if weights else "no weight files in this folder (the checks above read only the "
                      "config and the tokenizer)"))
-    return out
+    return out, shape
 
 
 def _environment(cfg, command: str) -> list[Check]:
@@ -108,17 +109,9 @@ def _sft_data(cfg) -> list[Check]:
                                       "`toolmaster data check`)")]
 
 
-def _plan(cfg, command: str) -> list[Check]:
-    from toolmaster.models.hub import resolve_model
-    from toolmaster.plan import ModelShape, model_config_path, verdicts
+def _plan(cfg, shape) -> list[Check]:
+    from toolmaster.plan import verdicts
 
-    path = resolve_model(cfg.model.path, "model.path", weights=False)
-    if not path:
-        return []
-    try:
-        shape = ModelShape.from_config(json.loads(model_config_path(path).read_text()))
-    except (ConfigError, OSError, ValueError):
-        return []  # reported by the model checks
     out = [Check(f"memory plan: {role}", OK if fits else FAILED, reason)
            for role, (fits, reason) in verdicts(cfg, shape).items()]
     return out or [Check("memory plan", NOT_HERE, "no GPU memory declared (learner/rollout.gpu_memory_gb)")]
@@ -152,11 +145,11 @@ def _machine(cfg, local: bool) -> list[Check]:
 
 def run_checks(cfg, command: str = "grpo", local: bool = False) -> list[Check]:
     """Every pre-launch check of ``cfg`` for ``command`` (grpo, sft, eval or quickstart); never starts Ray."""
-    checks = _model(cfg, command)
+    checks, shape = _model(cfg, command)
     if command in ("grpo", "eval"):
         checks += _environment(cfg, command)
     if command == "sft":
         checks += _sft_data(cfg)
-    if command in ("grpo", "sft"):
-        checks += _plan(cfg, command)
+    if command in ("grpo", "sft") and shape is not None:  # a model whose config could not be read is reported
+        checks += _plan(cfg, shape)
     return checks + _machine(cfg, local)

@@ -35,11 +35,7 @@ def run_on_fleet(cfg, tasks: list, pool=None, on_record: Callable[[dict], None] 
     from toolmaster.rollout.pool import RolloutPool
 
     own = pool is None
-    if own:
-        if not cfg.eval.model:
-            from toolmaster.config import ConfigError
-
-            raise ConfigError("policy 'model' needs a model: --model DIR or eval.model=DIR")
+    if own:  # evaluate() checked eval.model before anything started
         init_ray()
         pool = RolloutPool(fleet_config(cfg), cfg.eval.model)
     try:
