@@ -250,6 +250,11 @@ class GenerationConfig(Section):
     max_new_tokens: int = Field(1024, ge=1, description="tokens per assistant turn: a 7B model's turn (a note, "
                                 "several calls) is cut below a few hundred; the shipped 7B configs use 1024")
     temperature: float = Field(0.0, ge=0.0)
+    constrain: Literal["none", "tool_calls"] = Field(
+        "none", description="tool_calls: each turn is decoded under a regular expression (vLLM structured "
+        "outputs) allowing only well-typed calls to the task's own tools or a short answer, as vLLM's "
+        "tool_choice='required'; for smoke runs of models that have not learnt the format. The sampler's "
+        "logprobs are then the constrained distribution's, not the policy's: not for training results")
 
 
 class SamplingConfig(GenerationConfig):

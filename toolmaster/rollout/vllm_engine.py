@@ -13,6 +13,7 @@ import itertools
 import time
 import zlib
 
+from toolmaster.protocol.constraint import tool_call_regex
 from toolmaster.protocol.template import chat_format
 from toolmaster.rollout.trajectory import Trajectory
 
@@ -65,6 +66,7 @@ class VLLMEngine:
         self._request_ids = itertools.count()
         self.episode_params: dict = {}
         self.episode_seeds: dict[str, int] = {}
+        self.episode_constrain: dict[str, str] = {}
         self.set_generation(generation)
 
     @property
@@ -88,6 +90,7 @@ class VLLMEngine:
         """Sampling settings for one episode only (each episode's own settings, or what an agent asks for on
         the endpoint); ``seed`` replaces the engine's run seed in that episode's turn seeds."""
         self.episode_params[episode_id] = self.sampling_params(generation, stop)
+        self.episode_constrain[episode_id] = generation.constrain
         if seed is not None:
             self.episode_seeds[episode_id] = seed
 
@@ -126,6 +129,10 @@ class VLLMEngine:
         params = params.clone()
         params.seed = episode_seed(self.episode_seeds.get(request.episode_id, self.seed), request.episode_id,
                                    traj.turns)
+        if self.episode_constrain.get(request.episode_id, self.default_generation.constrain) == "tool_calls":
+            from vllm.sampling_params import StructuredOutputsParams
+
+            params.structured_outputs = StructuredOutputsParams(regex=tool_call_regex(request.task.schemas))
         traj.turns += 1
         start = time.perf_counter()
         sample = (await self._final(list(traj.token_ids), params)).outputs[0]
@@ -141,6 +148,7 @@ class VLLMEngine:
     def pop_trajectory(self, episode_id: str) -> Trajectory | None:
         self.episode_params.pop(episode_id, None)
         self.episode_seeds.pop(episode_id, None)
+        self.episode_constrain.pop(episode_id, None)
         return self.trajectories.pop(episode_id, None)
 
     async def load_weights(self, weights_dir: str, version: int) -> None:

@@ -62,8 +62,9 @@ def check_against_the_template(tokenizer, record, tools) -> None:
 
 
 def test_a_real_shape_model_through_synthesis_sft_grpo_and_evaluation(fleets, real_shape_model_dir, tmp_path):
-    """Its random weights rarely write a well-formed call, so its episodes go on over several turns through
-    the loop's parse-error observations: what the template check needs is that they are multi-turn."""
+    """Random weights rarely write a well-formed call, so rollouts and evaluation decode under the tool-call
+    constraint (vLLM structured outputs): the episodes make parsed calls to their tasks' tools and go on over
+    several turns through the tools' observations."""
     from transformers import AutoTokenizer
 
     from toolmaster.envs import make_env
@@ -73,7 +74,8 @@ def test_a_real_shape_model_through_synthesis_sft_grpo_and_evaluation(fleets, re
     cfg = build_config(TINY, [
         "synth.num_tasks=2", "sft.steps=4", "sft.batch_size=4", "sft.lr=1e-2", "sft.warmup_steps=1",
         "sft.max_tokens=2048", "grpo.steps=2", "grpo.prompts_per_step=2", "grpo.group_size=2",
-        "env.max_turns=3", "rollout.generation.max_new_tokens=48", "eval.generation.max_new_tokens=32",
+        "env.max_turns=3", "rollout.generation.max_new_tokens=128", "eval.generation.max_new_tokens=128",
+        "rollout.generation.constrain=tool_calls", "eval.generation.constrain=tool_calls",
         "eval.num_tasks=2", "rollout.num_workers=1",
         "learner.max_tokens_per_microbatch=24576"])  # the model's whole context fits one micro-batch
     # SFT data in the OpenAI format: the scripted teacher's trajectories (with the turns trials and
@@ -115,7 +117,10 @@ def test_a_real_shape_model_through_synthesis_sft_grpo_and_evaluation(fleets, re
     assert len(records) == 8 and all(r.error is None for r in records)
     for record in records:
         check_against_the_template(tokenizer, record, tools[record.task_id])
-    assert any(r.stats["turns"] >= 2 for r in records)  # conversations that went on after an observation
+    calls = sum(r.stats["trial_calls"] + r.stats["execution_calls"] for r in records)
+    assert calls >= len(records) and sum(r.stats["parse_errors"] for r in records) == 0, \
+        [r.stats for r in records]
+    assert any(r.stats["turns"] >= 2 for r in records)  # conversations that went on after a tool's answer
 
     report = evaluate(cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"policy": "model",
                                                                                   "model": checkpoint})}),
