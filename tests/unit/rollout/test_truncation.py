@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from toolmaster.agent.loop import TurnRequest
+from toolmaster.config import GenerationConfig
 from toolmaster.protocol import build_messages
 from toolmaster.protocol.template import chat_format
 from toolmaster.rollout.vllm_engine import VLLMEngine
@@ -43,7 +44,8 @@ def _engine(tokenizer, max_len: int, max_tokens: int, turn_tokens: int) -> VLLME
     engine.tokenizer, engine.chat = tokenizer, chat_format(tokenizer)
     engine.end_of_turn = tokenizer.convert_tokens_to_ids(engine.chat.end_of_turn)
     engine.max_len, engine.version, engine.seed = max_len, 0, 0
-    engine.trajectories, engine.episode_params, engine.episode_seeds = {}, {}, {}
+    engine.trajectories, engine.episode_params, engine.episode_seeds, engine.episode_constrain = {}, {}, {}, {}
+    engine.default_generation = GenerationConfig()
     engine.params = _Params(max_tokens)
     engine._final = _ScriptedSampler(tokenizer, engine.end_of_turn, turn_tokens)
     return engine
