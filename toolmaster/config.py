@@ -337,6 +337,8 @@ class LearnerConfig(Section):
                                         "(its placement-group bundle), e.g. {learner: 1}")
     zero_stage: Literal[2, 3] = 2
     backend: Literal["gloo", "nccl"] = "gloo"
+    device: Literal["auto", "cuda", "cpu"] = Field("auto", description="where each rank computes: auto is CUDA "
+                                                   "when Ray gave the rank a GPU, else CPU")
     lr: float = Field(1e-6, gt=0, description="GRPO's learning rate: 1e-6 for a 7B model (verl's and OpenRLHF's "
                       "GRPO examples); the tiny model's recipe uses 1e-4")
     weight_decay: float = Field(0.0, ge=0)
@@ -360,6 +362,17 @@ class LearnerConfig(Section):
     offload_optimizer: bool = Field(False, description="ZeRO optimizer states (and the step) on CPU memory")
     gpu_memory_gb: float | None = Field(None, gt=0, description="memory per learner GPU; when set, grpo/sft "
                                         "refuse a memory plan that does not fit (toolmaster plan)")
+
+    @model_validator(mode="after")
+    def _nccl_needs_gpus(self) -> "LearnerConfig":
+        if self.backend == "nccl" and (self.device == "cpu" or not self.num_gpus_per_rank):
+            raise ValueError("learner.backend = 'nccl' reduces on GPUs: it needs learner.num_gpus_per_rank > 0 and "
+                             f"learner.device auto or cuda (now {self.num_gpus_per_rank:g} GPUs, {self.device!r}); "
+                             "use gloo on CPU")
+        if self.device == "cuda" and not self.num_gpus_per_rank:
+            raise ValueError("learner.device = 'cuda' needs learner.num_gpus_per_rank > 0: Ray hides every GPU "
+                             "from an actor it gave none")
+        return self
 
 
 class GRPOConfig(Section):

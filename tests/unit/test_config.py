@@ -67,7 +67,11 @@ def test_gpu_only_settings_fail_before_any_actor_starts():
 
     with pytest.raises(ConfigError, match="learner.backend 'nccl'"):
         build_config({}, ["rollout.weight_transport=nccl"])  # NCCL weights need NCCL learners
-    cfg = build_config({}, ["rollout.weight_transport=nccl", "learner.backend=nccl"])
+    with pytest.raises(ConfigError, match="num_gpus_per_rank > 0"):  # NCCL learners without GPUs
+        build_config({}, ["rollout.weight_transport=nccl", "learner.backend=nccl"])
+    with pytest.raises(ConfigError, match="Ray hides every GPU"):
+        build_config({}, ["learner.device=cuda"])
+    cfg = build_config({}, ["rollout.weight_transport=nccl", "learner.backend=nccl", "learner.num_gpus_per_rank=1"])
     with pytest.raises(ConfigError, match="need CUDA"):  # this machine has no GPU
         check_runtime(cfg)
     with pytest.raises(ConfigError, match="learner.lora.rank"):

@@ -16,6 +16,7 @@ import torch
 
 from toolmaster.learner.losses import TokenLogprobs, grpo_loss, logprob_chunks, sft_loss, token_logprobs
 from toolmaster.learner.microbatch import plan_microbatches
+from toolmaster.learner.placement import actor_placement
 from toolmaster.models.real_shape import tokenizer_file_names
 from toolmaster.plan import BUCKET_ELEMENTS
 
@@ -87,7 +88,8 @@ class Learner:
                  learner_cfg: dict, seed: int = 0):
         os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": "0",
                            "MASTER_ADDR": master_addr, "MASTER_PORT": str(master_port)})
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        self.placement = actor_placement(learner_cfg.get("device", "auto"))
+        os.environ["DS_ACCELERATOR"] = self.placement.accelerator  # before DeepSpeed picks its accelerator
         import deepspeed
         from transformers import AutoModelForCausalLM  # noqa: F401 — loaded before the memory baseline
 
@@ -112,7 +114,9 @@ class Learner:
             gc.collect()
         torch.manual_seed(seed)
         self.cfg = learner_cfg
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="sdpa")
+        # loaded in the learner's dtype (DeepSpeed's bf16 mode keeps its own fp32 master copy): a 7B model in
+        # fp32 would take 28 GB of host memory per rank before it reaches the GPU
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=self._dtype, attn_implementation="sdpa")
         self.tied = bool(model.config.tie_word_embeddings)
         if learner_cfg.get("gradient_checkpointing"):
             model.config.use_cache = False
@@ -125,6 +129,7 @@ class Learner:
         # off; otherwise a copy outside DeepSpeed
         if learner_cfg.get("kl_beta", 0.0) > 0 and not self.lora:
             self.ref = AutoModelForCausalLM.from_pretrained(model_dir, dtype=self._dtype).eval().requires_grad_(False)
+            self.ref.to(self.placement.device)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=learner_cfg["lr"], weight_decay=learner_cfg.get("weight_decay", 0.0))
         self.engine, *_ = deepspeed.initialize(model=TokenLogprobs(model), optimizer=optimizer,
@@ -168,7 +173,9 @@ class Learner:
         return plan + [None] * (self._max_over_ranks(len(plan)) - len(plan))
 
     def _max_over_ranks(self, value: int) -> int:
-        count = torch.tensor([value], dtype=torch.int64, device="cuda" if self.cfg.get("backend") == "nccl" else "cpu")
+        # NCCL reduces only device tensors, gloo only host ones
+        count = torch.tensor([value], dtype=torch.int64,
+                             device=self.placement.device if self.cfg.get("backend") == "nccl" else "cpu")
         torch.distributed.all_reduce(count, op=torch.distributed.ReduceOp.MAX)
         return int(count.item())
 
@@ -204,21 +211,22 @@ class Learner:
     def _micro_loss(self, shard: dict, rows: list[int] | None, kind: str, batch: dict):
         """(loss, stats, masked tokens) of one micro-batch; ``rows=None`` is an empty pass (zero loss, zero
         gradient) that keeps this rank in step with ranks that have more micro-batches."""
+        put = self.placement.put
         if rows is None:
-            ids, mask = torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 1)
+            ids, mask = put(torch.zeros(1, 2, dtype=torch.long)), put(torch.zeros(1, 1))
         else:
-            ids = _pad([shard["token_ids"][i] for i in rows], 0)
-            mask = _pad([shard["loss_mask"][i] for i in rows], 0)[:, 1:].float()
+            ids = put(_pad([shard["token_ids"][i] for i in rows], 0))
+            mask = put(_pad([shard["loss_mask"][i] for i in rows], 0)[:, 1:].float())
         logp = self._logprobs(self.engine, ids)
         if kind == "sft":
             return sft_loss(logp, mask, float(batch["total_tokens"]) / self.world_size), {}, mask.sum().item()
         if rows is None:
-            old, adv, weights = torch.zeros_like(mask), torch.zeros(1), torch.zeros(1)
+            old, adv, weights = torch.zeros_like(mask), put(torch.zeros(1)), put(torch.zeros(1))
         else:
-            old = _pad([shard["logprobs"][i] for i in rows], 0.0)[:, 1:].float()
-            adv = torch.tensor([shard["advantages"][i] for i in rows], dtype=torch.float32)
+            old = put(_pad([shard["logprobs"][i] for i in rows], 0.0)[:, 1:].float())
+            adv = put(torch.tensor([shard["advantages"][i] for i in rows], dtype=torch.float32))
             # the driver's weights sum the batch to its mean; ×K because DeepSpeed averages over ranks
-            weights = torch.tensor([shard["loss_weights"][i] for i in rows], dtype=torch.float32) * self.world_size
+            weights = put(torch.tensor([shard["loss_weights"][i] for i in rows], dtype=torch.float32) * self.world_size)
         ref = self._reference_logprobs(ids) if self.cfg.get("kl_beta", 0.0) > 0 else None
         loss, stats = grpo_loss(logp, old, adv, mask, weights, self.cfg["eps_low"], self.cfg["eps_high"],
                                 ref_logp=ref, beta=self.cfg.get("kl_beta", 0.0),
@@ -248,7 +256,8 @@ class Learner:
         out = []
         with torch.no_grad():
             for seq in token_ids:
-                out.append([0.0] + self._logprobs(self.engine, torch.tensor([seq]))[0].float().tolist())
+                ids = self.placement.put(torch.tensor([seq]))
+                out.append([0.0] + self._logprobs(self.engine, ids)[0].float().tolist())
         return out
 
     def _transport(self, name: str):
