@@ -282,8 +282,10 @@ class EngineConfig(Section):
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field(
         "float32", description="float32 keeps engine and learner logprobs comparable on CPU")
     max_model_len: int | None = Field(None, ge=64, description="None: the model's max_position_embeddings")
-    kv_cache_gb: float = Field(1.0, gt=0, description="KV-cache memory per engine (CPU and GPU)")
-    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="GPU only")
+    kv_cache_gb: float | None = Field(None, gt=0, description="KV-cache memory per engine; None: on a GPU "
+                                      "gpu_memory_utilization sizes it, on CPU 1 GB. Set, it overrides both")
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="GPU only: the share of the GPU the engine "
+                                          "takes; the KV cache gets what weights and activations leave of it")
     enforce_eager: bool = Field(True, description="no CUDA graphs; always true on CPU")
     max_num_seqs: int = Field(64, ge=1, description="sequences the engine batches at once")
 

@@ -13,8 +13,14 @@ bfloat16, 4 for float32), T the micro-batch token budget:
   activations  T·L·(8h + 2·kv + 4·I)·b saved for backward; with gradient checkpointing T·L·h·b (layer
                inputs) plus one layer's T·(8h + 2·kv + 4·I)·b while it is recomputed
   logprobs     the last hidden states T·h·4 plus one chunk of logits C·V·4·3 (logits, log-softmax, gradient)
-Rollout engine per GPU: weights Ψ·b_engine; the KV cache of one token is L·2·kv·b_engine; vLLM gives the
-cache what is left of gpu_memory_utilization × memory after weights and ``_ENGINE_OVERHEAD_GB``.
+Publishing weights and saving a checkpoint gather the full model outside the step (``Learner.state_dict``):
+every rank holds the gathered parameters (ZeRO-3: +Ψ·b; ZeRO-2 already holds them) and rank 0 a full copy
+(+Ψ·b), over the resident weights, gradients, optimizer and buffers. A rank's peak is the larger of the
+step and the gather.
+Rollout engine per GPU: weights Ψ·b_engine; the KV cache of one token is L·2·kv·b_engine. The engine's
+arguments come from ``rollout.engine_args`` (what the worker passes to vLLM): an explicit KV-cache budget,
+or on a GPU what is left of gpu_memory_utilization × memory after weights and ``_ENGINE_OVERHEAD_GB``. A
+context whose one full-length sequence does not fit that cache is refused.
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from toolmaster.config import ConfigError
+from toolmaster.rollout.engine_args import engine_args, weight_transfer_backend
 
 _GB = 1e9
 BUCKET_ELEMENTS = int(5e7)  # DeepSpeed reduce/all-gather bucket size the learner configures (deepspeed_config)
@@ -136,6 +143,12 @@ def learner_plan(cfg, shape: ModelShape, longest: int) -> dict:
     }
     plan = {k: v / _GB for k, v in items.items()}
     plan["total"] = sum(plan.values())
+    resident = sum(plan[k] for k in ("weights", "gradients", "optimizer", "buffers", "reference"))
+    full = psi * b / _GB
+    gathered = full if lc.zero_stage == 3 and not lora else 0.0
+    plan["publish_gather"] = resident + gathered  # every rank while the weights are gathered
+    plan["publish_gather_rank0"] = resident + gathered + full  # and rank 0's copy of the full state dict
+    plan["peak"] = max(plan["total"], plan["publish_gather_rank0"])
     plan["cpu_offloaded_optimizer"] = optimizer_bytes / _GB if lc.offload_optimizer else 0.0
     plan["microbatch_tokens"] = tokens
     return plan
@@ -149,17 +162,28 @@ def _lora_params(cfg, shape: ModelShape) -> int:
     return shape.layers * sum(r * (i + o) for name, (i, o) in sizes.items() if name in cfg.learner.lora.target_modules)
 
 
+def planned_engine_args(cfg, shape: ModelShape) -> dict:
+    """What a rollout worker passes to vLLM for this config (its GPUs from rollout.num_gpus_per_worker)."""
+    return engine_args(cfg.rollout.engine, longest_rollout_sequence(cfg, shape), cfg.rollout.num_gpus_per_worker > 0,
+                       weight_transfer_backend(cfg))
+
+
 def rollout_plan(cfg, shape: ModelShape) -> dict:
     e = cfg.rollout.engine
     b = 4 if e.dtype == "float32" else 2
-    max_len = longest_rollout_sequence(cfg, shape)
+    args = planned_engine_args(cfg, shape)
+    max_len = args["max_model_len"]
     weights = shape.params * b / _GB
     kv_per_token = shape.layers * 2 * shape.kv_dim * b
     plan = {"weights": weights, "kv_per_sequence": kv_per_token * max_len / _GB, "max_model_len": max_len,
-            "kv_full_batch": kv_per_token * max_len * e.max_num_seqs / _GB}
-    if cfg.rollout.gpu_memory_gb:
+            "kv_full_batch": kv_per_token * max_len * e.max_num_seqs / _GB, "engine_args": args}
+    if "kv_cache_memory_bytes" in args:
+        plan["kv_available"], plan["kv_source"] = args["kv_cache_memory_bytes"] / _GB, "kv_cache_gb"
+    elif cfg.rollout.gpu_memory_gb:
         budget = cfg.rollout.gpu_memory_gb * e.gpu_memory_utilization
         plan["kv_available"] = budget - weights - _ENGINE_OVERHEAD_GB
+        plan["kv_source"] = "gpu_memory_utilization"
+    if "kv_available" in plan:
         plan["full_length_sequences"] = plan["kv_available"] * _GB / (kv_per_token * max_len)
     return plan
 
@@ -173,15 +197,23 @@ def verdicts(cfg, shape: ModelShape) -> dict:
         out["micro-batch"] = (budget >= longest, f"learner.max_tokens_per_microbatch={budget} against the longest "
                                                  f"rollout sequence ({longest} tokens)")
     if cfg.learner.gpu_memory_gb:
-        total = learner_plan(cfg, shape, longest)["total"]
-        out["learner"] = (total <= cfg.learner.gpu_memory_gb,
-                          f"{total:.1f} GB needed per rank of learner.gpu_memory_gb={cfg.learner.gpu_memory_gb:g}")
-    if cfg.rollout.gpu_memory_gb:
-        r = rollout_plan(cfg, shape)
+        lp = learner_plan(cfg, shape, longest)
+        out["learner"] = (lp["peak"] <= cfg.learner.gpu_memory_gb,
+                          f"{lp['peak']:.1f} GB at peak per rank (train step {lp['total']:.1f} GB, weight gather at "
+                          f"publish/checkpoint {lp['publish_gather_rank0']:.1f} GB on rank 0) of "
+                          f"learner.gpu_memory_gb={cfg.learner.gpu_memory_gb:g}")
+    r = rollout_plan(cfg, shape)
+    if "full_length_sequences" in r:
+        e = cfg.rollout.engine
+        source = (f"rollout.engine.kv_cache_gb={e.kv_cache_gb:g}" if e.kv_cache_gb is not None else
+                  "1 GB (vLLM on CPU)" if r["kv_source"] == "kv_cache_gb" else
+                  f"rollout.gpu_memory_gb={cfg.rollout.gpu_memory_gb:g} × {e.gpu_memory_utilization:g} less "
+                  f"{r['weights']:.1f} GB weights and {_ENGINE_OVERHEAD_GB:g} GB overhead")
         fits = r["full_length_sequences"] >= 1
-        out["rollout"] = (fits, f"{r['weights']:.1f} GB weights, KV cache for {r['full_length_sequences']:.1f} "
-                                f"full-length ({r['max_model_len']}-token) sequences of rollout.gpu_memory_gb="
-                                f"{cfg.rollout.gpu_memory_gb:g} × {cfg.rollout.engine.gpu_memory_utilization:g}")
+        if fits and e.kv_cache_gb is not None and cfg.rollout.gpu_memory_gb:
+            fits = r["weights"] + r["kv_available"] + _ENGINE_OVERHEAD_GB <= cfg.rollout.gpu_memory_gb
+        out["rollout"] = (fits, f"KV cache {r['kv_available']:.2f} GB ({source}) holds "
+                                f"{r['full_length_sequences']:.1f} full-length ({r['max_model_len']}-token) sequences")
     return out
 
 
@@ -221,6 +253,8 @@ def render(cfg, shape: ModelShape, source: str) -> str:
              f"optimizer offload {'on' if lc.offload_optimizer else 'off'}):"]
     for key in ("weights", "gradients", "optimizer", "buffers", "reference", "activations", "logprobs", "total"):
         lines.append(f"  {key:<12} {lp[key]:8.2f} GB")
+    lines.append(f"  publish/checkpoint gather: {lp['publish_gather']:.2f} GB per rank, "
+                 f"{lp['publish_gather_rank0']:.2f} GB on rank 0; peak {lp['peak']:.2f} GB")
     if lp["cpu_offloaded_optimizer"]:
         lines.append(f"  (optimizer states on CPU: {lp['cpu_offloaded_optimizer']:.2f} GB per rank)")
     lines += [f"rollout engine ({cfg.rollout.engine.dtype}, max_model_len {rp['max_model_len']}, "

@@ -15,25 +15,14 @@ import zlib
 
 from toolmaster.protocol.constraint import tool_call_regex
 from toolmaster.protocol.template import chat_format
+from toolmaster.rollout.engine_args import engine_args
 from toolmaster.rollout.trajectory import Trajectory
 
-_GiB = 1 << 30
 _DEATH_POLL_S = 0.5
 
 
 class EngineDead(RuntimeError):
     """The engine-core process is gone; this engine can do nothing more (its worker is to be replaced)."""
-
-
-def _unsplit_prefills_on_cpu(max_len: int) -> dict:
-    """Every turn samples with its own seed (episode_seed). When a seeded request's prefill is split over
-    engine steps, vLLM rewinds that request's generator after the partial step, which CPU generators cannot
-    do (the engine dies: "CPU Generator does not use offset"). On CPU, prefills are therefore never split."""
-    import torch
-
-    if torch.cuda.is_available():
-        return {}
-    return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(max_len, 2048)}
 
 
 def episode_seed(run_seed: int, episode_id: str, turn: int) -> int:
@@ -45,18 +34,14 @@ class VLLMEngine:
     ``None``: the loop ends it as ``context_limit``, and its record ends at its last sampled turn."""
 
     def __init__(self, model_dir: str, engine_cfg, generation, seed: int = 0, weight_transfer: str | None = None):
+        import torch
         from transformers import AutoConfig, AutoTokenizer
         from vllm import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
         self.max_len = engine_cfg.max_model_len or AutoConfig.from_pretrained(model_dir).max_position_embeddings
-        args = AsyncEngineArgs(model=model_dir, dtype=engine_cfg.dtype, max_model_len=self.max_len,
-                               enforce_eager=engine_cfg.enforce_eager, seed=seed,
-                               max_num_seqs=engine_cfg.max_num_seqs,
-                               kv_cache_memory_bytes=int(engine_cfg.kv_cache_gb * _GiB),
-                               gpu_memory_utilization=engine_cfg.gpu_memory_utilization, disable_log_stats=True,
-                               **_unsplit_prefills_on_cpu(self.max_len),
-                               **({"weight_transfer_config": {"backend": weight_transfer}} if weight_transfer else {}))
+        args = AsyncEngineArgs(model=model_dir, seed=seed, **engine_args(engine_cfg, self.max_len,
+                                                                         torch.cuda.is_available(), weight_transfer))
         self.engine = AsyncLLM.from_engine_args(args)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.chat = chat_format(self.tokenizer, model_dir)  # the model's own chat template

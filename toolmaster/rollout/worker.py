@@ -6,6 +6,7 @@ import os
 import tempfile
 import time
 
+from toolmaster.rollout.engine_args import weight_transfer_backend
 from toolmaster.rollout.record import RolloutRecord, TokenSequence
 from toolmaster.rollout.settings import EpisodeSettings
 
@@ -72,10 +73,9 @@ class RolloutWorker:
         self.cfg = Config.model_validate(cfg_dict)
         self.scratch = tempfile.mkdtemp(prefix=f"toolmaster-rollout-{worker_id}-", dir=_scratch_root())
         serve_dir = untied_export(model_dir, os.path.join(self.scratch, "served"))
-        transport = self.cfg.rollout.weight_transport
         self.engine = VLLMEngine(serve_dir, self.cfg.rollout.engine, self.cfg.rollout.generation,
                                  seed=self.cfg.grpo.seed,  # episodes seed their own turns: any worker samples the same
-                                 weight_transfer=transport if transport != "object_store" else None)
+                                 weight_transfer=weight_transfer_backend(self.cfg))
         from toolmaster.rollout import reaper
         self._reaper = reaper.watch(os.getpid())  # the engine's processes die with this worker, however it dies
         # tools run on the pool's ToolEnv actors (one runner per environment, since the actors score with
