@@ -132,6 +132,7 @@ class StableToolBench(Environment):
         """The judge (model, samples, procedure), SoPR's std over rounds and SoWR with reference answers."""
         if not self.gradable:
             return {}
-        from toolmaster.evaluation.tooleval import report_figures
+        from toolmaster.evaluation.tooleval import ToolEvalJudge, report_figures
 
-        return report_figures(self.judge_cfg, tasks, records)
+        return report_figures(self.judge_cfg, tasks, records,
+                              judge=self._judge if isinstance(self._judge, ToolEvalJudge) else None)
