@@ -109,7 +109,16 @@ class EndpointConfig(Section):
 
 
 class JudgeConfig(EndpointConfig):
-    runs: int = Field(1, ge=1, description="judgments per answer, averaged (StableToolBench judges repeatedly)")
+    runs: int | None = Field(None, ge=1, description="judgments per answer, averaged; None: 3 with StableToolBench's "
+                             "evaluator (run_pass_rate.sh --evaluate_times 3), else 1")
+    stabletoolbench_dir: str | None = Field(None, description="a StableToolBench checkout: SoPR (and SoWR) follow its "
+                                            "toolbench/tooleval evaluator, templates read from there; None: "
+                                            "ToolMaster's own judge prompt (not comparable with its tables)")
+    evaluator: str = Field("tooleval_gpt-3.5-turbo_default", description="the evaluator folder under "
+                           "toolbench/tooleval/evaluators (StableToolBench's default)")
+    reference_answers: str | None = Field(None, description="SoWR: the reference model's converted answers "
+                                          "(a folder of <group>.json, or one such file); None: no SoWR")
+    preference_rounds: int = Field(3, ge=1, description="SoWR rounds per query (run_preference.sh --evaluate_times 3)")
 
 
 class ToolServerConfig(Section):

@@ -52,6 +52,10 @@ class Environment(ABC):
         """Scores beside the grade, each in [0, 1] (reported as ``<name>_rate``); none by default."""
         return {}
 
+    def report_figures(self, tasks: list[Task], records: list[dict]) -> dict:
+        """Figures an evaluation report adds beside the metric (e.g. the judge that graded it); none by default."""
+        return {}
+
     metric_scale = 1.0  # 100.0 for benchmarks that report percentages
 
     def metric_value(self, grades: list[float]) -> float:

@@ -96,6 +96,7 @@ class StableToolBench(Environment):
                        for f in query_files(cfg.data, cfg.groups) for q in json.loads(f.read_text())]
         self.judge_cfg = judge_cfg
         self._judge = None
+        self._rounds: dict[str, dict] = {}  # episode id → its SoPR round scores, from grade() to judgments()
 
     @property
     def gradable(self) -> bool:
@@ -108,9 +109,30 @@ class StableToolBench(Environment):
     def grade(self, task, episode) -> float | None:
         if not self.gradable:
             return None
+        if self.judge_cfg.stabletoolbench_dir:  # StableToolBench's own evaluator (toolmaster.evaluation.tooleval)
+            from toolmaster.evaluation import tooleval
+
+            if self._judge is None:
+                self._judge = tooleval.make_judge(self.judge_cfg)
+            grade, self._rounds[episode.episode_id] = tooleval.sopr_judgments(
+                self._judge, task, episode, tooleval.samples(self.judge_cfg))
+            return grade
         from toolmaster.llm.judge import PassJudge, tool_trace
 
         if self._judge is None:
             self._judge = PassJudge(self.judge_cfg)
         answer = episode.answer if episode.finish_reason == "answer" else None
         return self._judge.score(task.question, answer, tool_trace(episode))
+
+    def judgments(self, task, episode) -> dict[str, float]:
+        """With StableToolBench's evaluator: the episode's score in each evaluation round (sopr_round_<i>)."""
+        return self._rounds.pop(episode.episode_id, {})
+
+    def report_figures(self, tasks, records) -> dict:
+        """The judge (model, samples, procedure), SoPR's std over rounds and SoWR with reference answers."""
+        if not self.gradable:
+            return {}
+        from toolmaster.evaluation.tooleval import ToolEvalJudge, report_figures
+
+        return report_figures(self.judge_cfg, tasks, records,
+                              judge=self._judge if isinstance(self._judge, ToolEvalJudge) else None)

@@ -34,6 +34,7 @@ def build_report(cfg, env, tasks: list, records: list[dict], seconds: float) -> 
         else:  # any other metric an outside agent returned (token counts, lengths): its mean
             report[f"mean_{name}"] = sum(values) / len(records)
     report["breakdown"] = _breakdown(env, tasks, records) if graded else {}
+    report.update(env.report_figures(tasks, records) if records else {})
     report["items"] = [{k: v for k, v in r.items() if k not in ("messages", "token_ids", "loss_mask", "logprobs")}
                        for r in records]
     return report
@@ -77,6 +78,18 @@ def _markdown(report: dict) -> str:
     for key in (metric, *extra, "num_items", "num_correct", "finish_rate", "mean_trial_calls", "mean_corrections",
                 "mean_turns", "seconds"):
         lines.append(f"| {key} | {_fmt(report[key]) if report[key] is not None else 'not computed'} |")
+    if "sopr_std" in report:
+        lines.insert(lines.index("|---|---|") + 2, f"| sopr_std (over judge rounds) | {_fmt(report['sopr_std'])} |")
+    if "judge" in report:
+        judge = report["judge"]
+        lines += ["", f"Judge: `{judge['model']}`, {judge['samples']} sample(s) per answer; {judge['procedure']}"]
+    if "sowr" in report:
+        detail = report["sowr_detail"]
+        lines += ["", f"SoWR against `{detail['reference_answers']}` ({detail['rounds']} rounds per query)", "",
+                  "| group | win rate | tie rate | lose rate |", "|---|---|---|---|"]
+        lines += [f"| {g} | {_fmt(r['sowr'])} | {_fmt(r['tie_rate'])} | {_fmt(r['lose_rate'])} |"
+                  for g, r in detail["groups"].items()]
+        lines.append(f"| all | {_fmt(report['sowr'])} | {_fmt(report['sowr_tie_rate'])} | |")
     if "note" in report:
         lines += ["", f"Note: {report['note']}"]
     if report["breakdown"]:

@@ -37,3 +37,22 @@ class ChatClient:
         except Exception as err:  # openai raises many kinds; one error type with the endpoint named
             raise EndpointError(f"{self.cfg.base_url} (model {self.cfg.model!r}): {type(err).__name__}: {err}") from err
         return response.choices[0].message.content or ""
+
+    def call_function(self, messages: list[dict], function: dict, *, max_tokens: int | None = None,
+                      temperature: float | None = None) -> tuple[str | None, str]:
+        """Ask for one call of ``function`` (an OpenAI function schema), forced with ``tool_choice``.
+
+        Returns the call's arguments as the endpoint wrote them (a JSON string, unparsed; None when the reply
+        holds no tool call) and the reply's text content."""
+        kwargs = {"model": self.cfg.model, "messages": messages,
+                  "max_tokens": max_tokens or self.cfg.max_tokens,
+                  "temperature": self.cfg.temperature if temperature is None else temperature,
+                  "tools": [{"type": "function", "function": function}],
+                  "tool_choice": {"type": "function", "function": {"name": function["name"]}}}
+        try:
+            response = self._client.chat.completions.create(**kwargs)
+        except Exception as err:  # as in chat(): one error type with the endpoint named
+            raise EndpointError(f"{self.cfg.base_url} (model {self.cfg.model!r}): {type(err).__name__}: {err}") from err
+        message = response.choices[0].message
+        calls = message.tool_calls or []
+        return (calls[0].function.arguments if calls else None), message.content or ""

@@ -35,7 +35,7 @@ class PassJudge:
         from toolmaster.llm.client import ChatClient
 
         self.client = ChatClient(cfg)
-        self.runs = cfg.runs
+        self.runs = cfg.runs or 1
 
     def score(self, query: str, answer: str | None, tool_trace: str = "") -> float:
         """Mean score over ``runs`` judgments; no answer (no Finish) is Unsolved without asking."""
