@@ -13,7 +13,7 @@ from toolmaster.config_base import ConfigError
 from toolmaster.learner.group import LearnerGroup
 from toolmaster.plan import check_learner_plan, check_model_dir
 from toolmaster.protocol.template import ChatFormat, chat_format, turn_spans
-from toolmaster.ray_utils import init_ray
+from toolmaster.ray_utils import check_cluster_resources, init_ray, learner_demand
 from toolmaster.trainer.checkpoints import Checkpoints, has_engine_state
 from toolmaster.trainer.run_dir import RunDir
 from toolmaster.trainer.sft_data import BadRow, load_rows
@@ -116,6 +116,7 @@ def train_sft(cfg, model_dir: str, data_dir: str, resume: bool = False, learners
     random.Random(cfg.grpo.seed).shuffle(order)  # fixed order: position = step * batch_size, so resume is exact
     own = learners is None
     if own:
+        check_cluster_resources(cfg, learner_demand(cfg))  # before any actor starts
         learners = LearnerGroup(cfg, model_dir)
     else:
         learners.reset(model_dir, cfg)
