@@ -129,10 +129,10 @@ def has_autoscaler(setting: str = "detect", wait_s: float = 10.0) -> bool:
             raw = _internal_kv_get("__autoscaling_status")
         except Exception:  # noqa: BLE001 — a client without the GCS KV: assume none
             return False
-        if raw:
-            report = json.loads(raw).get("autoscaler_report") or {}
-            mapping = report.get("node_type_mapping") or {}
-            return any(node_type != f"node_{node_id}" for node_id, node_type in mapping.items())
+        # node address -> node type; an autoscaler's nodes may not be tagged yet: asked again until the wait ends
+        mapping = ((json.loads(raw).get("autoscaler_report") or {}).get("node_type_mapping") or {}) if raw else {}
+        if mapping:
+            return any(node_type != f"node_{address}" for address, node_type in mapping.items())
         if time.time() > deadline:  # the monitor has not reported (yet)
             return False
         time.sleep(0.5)

@@ -46,3 +46,26 @@ def test_the_console_line_of_a_step():
     # a step without updates has no loss; an evaluated step shows its held-out score
     line = console.step_line(4, 10, {**metrics, "train/loss": None, "eval/success": 0.625, "time/eval": 3.0})
     assert "loss – ·" in line and line.endswith("held-out success 0.625 (eval 3.0 s)")
+
+
+def test_an_autoscaler_is_told_from_the_monitors_mirror_of_the_nodes(monkeypatch):
+    import json
+
+    import ray.experimental.internal_kv as kv
+
+    from toolmaster.ray_utils import has_autoscaler
+
+    def status(mapping):
+        return json.dumps({"autoscaler_report": {"node_type_mapping": mapping}, "load_metrics_report": {}}).encode()
+
+    store = {}
+    monkeypatch.setattr(kv, "_internal_kv_get", lambda key: store.get(key))
+    store["__autoscaling_status"] = status({"ab12": "node_ab12", "cd34": "node_cd34"})  # `ray start`, ray.init()
+    assert not has_autoscaler()
+    store["__autoscaling_status"] = status({"ab12": "ray.head.default"})  # a config's node types
+    assert has_autoscaler()
+    store.clear()  # the monitor has not reported: no autoscaler after the short wait
+    assert not has_autoscaler(wait_s=0)
+    store["__autoscaler_v2_enabled"] = b"1"
+    assert has_autoscaler(wait_s=0)
+    assert has_autoscaler("present") and not has_autoscaler("absent")

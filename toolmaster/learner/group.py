@@ -9,10 +9,10 @@ from ray.util.placement_group import placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from toolmaster.learner.actor import Learner
-from toolmaster.ray_utils import ResourceWait, actor_error, learner_demand, wait_placed
+from toolmaster.ray_utils import ActorFailure, ResourceWait, actor_error, learner_demand, wait_placed
 
 
-class LearnerRankLost(RuntimeError):
+class LearnerRankLost(ActorFailure):
     """A learner rank died; the group is torn down and the run can continue with --resume."""
 
 
