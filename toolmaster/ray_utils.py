@@ -176,6 +176,18 @@ def resource_message(what: str, missing: list[str], autoscaler: bool, waited_s: 
             "(`ray start --resources='{\"learner\": 1}'`, --num-gpus) or change the config's resources.")
 
 
+_noted: set[str] = set()
+
+
+def _note_once(text: str) -> None:
+    """A console note, not repeated (the driver checks before its run directory and again in build_fleet)."""
+    from toolmaster import console
+
+    if text not in _noted:
+        _noted.add(text)
+        console.note(text)
+
+
 def check_cluster_resources(cfg, demand: Demand | None = None) -> None:
     """Before any actor starts: the cluster (right after Ray starts) holds what the fleet asks for. Without
     an autoscaler a shortfall fails once ``cluster.resource_wait_s`` has passed without nodes joining that
@@ -186,10 +198,8 @@ def check_cluster_resources(cfg, demand: Demand | None = None) -> None:
         return
     cluster = cfg.cluster
     if has_autoscaler(cluster.autoscaler):
-        from toolmaster import console
-
-        console.note("the cluster lacks " + "; ".join(missing) + f" ({cluster_summary()}); waiting up to "
-                     f"{cluster.autoscaler_wait_s:g} s (cluster.autoscaler_wait_s) for the autoscaler to add nodes")
+        _note_once("the cluster lacks " + "; ".join(missing) + f" ({cluster_summary()}); waiting up to "
+                   f"{cluster.autoscaler_wait_s:g} s (cluster.autoscaler_wait_s) for the autoscaler to add nodes")
         return
     start = time.time()
     while time.time() - start < cluster.resource_wait_s:  # nodes of a starting cluster may still be joining

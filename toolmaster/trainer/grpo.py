@@ -25,7 +25,7 @@ from toolmaster import console
 from toolmaster.config import ConfigError, check_runtime
 from toolmaster.envs import make_env
 from toolmaster.plan import check_learner_plan, check_model_dir
-from toolmaster.ray_utils import init_ray
+from toolmaster.ray_utils import check_cluster_resources, init_ray
 from toolmaster.rollout.record import RolloutRecord
 from toolmaster.rollout.settings import EpisodeSettings
 from toolmaster.tools.sandbox import check_isolation
@@ -365,6 +365,8 @@ def start_grpo(cfg, model_dir: str, resume: bool = False, fleet: Fleet | None = 
             raise ConfigError("grpo.eval_split = 'train': the held-out evaluation would score the items GRPO trains "
                               "on; choose a held-out split")
     init_ray()
+    if fleet is None:  # what the fleet asks of the cluster, before the run directory and any actor
+        check_cluster_resources(cfg)
     run = RunDir(cfg, "grpo")
     run.save_meta("sandbox_layers", sandbox_layers)
     state = run.load_state() if resume else None

@@ -107,6 +107,8 @@ def train_sft(cfg, model_dir: str, data_dir: str, resume: bool = False, learners
     check_sft_data(data_dir)
     examples = load_examples(data_dir, AutoTokenizer.from_pretrained(start_from), cfg.sft)
     init_ray()
+    if learners is None:  # what the ranks ask of the cluster, before the run directory and any actor
+        check_cluster_resources(cfg, learner_demand(cfg))
     run = RunDir(cfg, "sft")
     checkpoints = Checkpoints(run, cfg.sft.keep_checkpoints)
     start, state = 0, run.load_state() if resume else None
@@ -116,7 +118,6 @@ def train_sft(cfg, model_dir: str, data_dir: str, resume: bool = False, learners
     random.Random(cfg.grpo.seed).shuffle(order)  # fixed order: position = step * batch_size, so resume is exact
     own = learners is None
     if own:
-        check_cluster_resources(cfg, learner_demand(cfg))  # before any actor starts
         learners = LearnerGroup(cfg, model_dir)
     else:
         learners.reset(model_dir, cfg)
