@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from toolmaster.config import ConfigError, load_config
+from toolmaster.ray_utils import ActorFailure
 
 ENVS = ["toolworld", "toolhop", "stabletoolbench", "tmdb", "codebook", "agent", "verifiers"]
 
@@ -341,9 +342,12 @@ def main(argv: list[str] | None = None) -> int:
         cfg.model.path = resolve_model(cfg.model.path, "--model (model.path)", weights)
         cfg.eval.model = resolve_model(cfg.eval.model, "--model (eval.model)", weights)
         return _run(args, cfg)
-    except ConfigError as err:
+    except ConfigError as err:  # also a cluster that lacks the resources the config asks for
         print(f"toolmaster: {err}", file=sys.stderr)
         return 2
+    except ActorFailure as err:  # an actor's own error and the last lines of its log
+        print(f"toolmaster: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

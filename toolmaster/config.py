@@ -451,6 +451,20 @@ class SFTConfig(Section):
     keep_checkpoints: int = Field(2, ge=1, description="step checkpoints kept (the newest is also `latest`)")
 
 
+class ClusterConfig(Section):
+    """What a run waits for from the Ray cluster, and what it shows of an actor that fails."""
+    resource_wait_s: float = Field(60.0, gt=0, description="a placement group or actor that asks for resources "
+                                   "no node of the cluster has (learner, rollout, GPU) fails after this wait, "
+                                   "with what is missing and what the cluster has, when no autoscaler can add them")
+    autoscaler_wait_s: float = Field(900.0, gt=0, description="the same wait where the cluster has an autoscaler "
+                                     "that may add nodes with the missing resources (the console says what it "
+                                     "waits for)")
+    autoscaler: Literal["detect", "present", "absent"] = Field(
+        "detect", description="detect: from the autoscaler's status in the cluster (a local Ray instance has none)")
+    log_tail_lines: int = Field(20, ge=0, description="lines of a failed actor's own log (stderr, then stdout) "
+                                "quoted in the driver's error")
+
+
 class Config(Section):
     run_dir: str = "runs/default"
     model: ModelConfig = ModelConfig()
@@ -464,6 +478,7 @@ class Config(Section):
     learner: LearnerConfig = LearnerConfig()
     grpo: GRPOConfig = GRPOConfig()
     sft: SFTConfig = SFTConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
     @model_validator(mode="after")
     def _selection_split(self) -> "Config":

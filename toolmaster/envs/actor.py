@@ -11,10 +11,11 @@ import itertools
 import logging
 
 import ray
-from ray.exceptions import ActorDiedError, ActorUnavailableError
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
 from toolmaster.config import EnvConfig, SandboxConfig
 from toolmaster.envs import make_env
+from toolmaster.ray_utils import ActorFailure, ResourceWait, actor_error, env_actor_demand, wait_placed
 from toolmaster.tools.base import ToolResult, ToolRunner
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,18 @@ def start_env_actors(cfg) -> list:
     actor_cls = ray.remote(num_cpus=cfg.env_actors.num_cpus_per_actor, resources=cfg.env_actors.resources,
                            max_restarts=-1, max_task_retries=0)(ToolEnvActor)
     actors = [actor_cls.remote(cfg.sandbox.model_dump()) for _ in range(cfg.env_actors.num_actors)]
-    ray.get([a.pid.remote() for a in actors])
+    started = [a.pid.remote() for a in actors]
+    try:  # bounded where the cluster lacks what the actors ask for (cluster.resource_wait_s)
+        wait_placed(started, ResourceWait(cfg.cluster, f"{len(actors)} tool-environment actor(s)",
+                                          env_actor_demand(cfg)))
+        ray.get(started)
+    except BaseException as err:
+        for a in actors:
+            ray.kill(a, no_restart=True)
+        if isinstance(err, RayActorError):
+            raise ActorFailure("a tool-environment actor failed to start:\n"
+                               + actor_error(err, cfg.cluster.log_tail_lines)) from None
+        raise
     return actors
 
 

@@ -9,9 +9,10 @@ from ray.util.placement_group import placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from toolmaster.learner.actor import Learner
+from toolmaster.ray_utils import ActorFailure, ResourceWait, actor_error, learner_demand, wait_placed
 
 
-class LearnerRankLost(RuntimeError):
+class LearnerRankLost(ActorFailure):
     """A learner rank died; the group is torn down and the run can continue with --resume."""
 
 
@@ -36,7 +37,13 @@ class LearnerGroup:
         bundles = [dict(bundle) for _ in range(lc.num_ranks)]
         # PACK: all ranks on one node when they fit (fast collectives), spread over nodes when they do not
         self.pg = placement_group(bundles, strategy="PACK")
-        ray.get(self.pg.ready())
+        self.log_tail_lines = cfg.cluster.log_tail_lines
+        try:  # bounded where the cluster lacks what the bundles ask for (cluster.resource_wait_s)
+            wait_placed([self.pg.ready()], ResourceWait(cfg.cluster, f"the learner group ({lc.num_ranks} ranks)",
+                                                        learner_demand(cfg)))
+        except BaseException:
+            ray.util.remove_placement_group(self.pg)
+            raise
         in_bundle = [PlacementGroupSchedulingStrategy(placement_group=self.pg, placement_group_bundle_index=rank)
                      for rank in range(lc.num_ranks)]
         self._rank0 = in_bundle[0]
@@ -67,10 +74,14 @@ class LearnerGroup:
                 results[done[0]] = ray.get(done[0])
             except RayActorError as err:
                 rank = refs.index(done[0])
+                why = actor_error(err, self.log_tail_lines)  # before the shutdown: the actor table still has it
                 self.shutdown()
+                if method == "ready":
+                    raise LearnerRankLost(f"learner rank {rank} of {len(refs)} failed to start "
+                                          f"({type(err).__name__}). The rank's error:\n{why}") from None
                 raise LearnerRankLost(f"learner rank {rank} of {len(refs)} died during {method} "
                                       f"({type(err).__name__}); the run stopped. Continue from the last "
-                                      "checkpoint with --resume.") from None
+                                      f"checkpoint with --resume. The rank's error:\n{why}") from None
         return [results[ref] for ref in refs]
 
     def train_step(self, batch: dict, kind: str) -> dict:

@@ -22,6 +22,7 @@ from typing import Callable
 import ray
 from ray.exceptions import RayActorError
 
+from toolmaster.ray_utils import ActorFailure, ResourceWait, actor_error, rollout_demand
 from toolmaster.rollout.autoscale import AutoscalePolicy
 from toolmaster.rollout.record import RolloutRecord
 from toolmaster.rollout.settings import EpisodeSettings
@@ -68,17 +69,30 @@ class RolloutPool:
         self._startup_failures = 0
         for _ in range(initial):
             self._spawn()
-        self.wait_for_workers()
+        try:  # bounded where the cluster lacks what the workers ask for (cluster.resource_wait_s)
+            self.wait_for_workers(resources=ResourceWait(cfg.cluster, f"the rollout pool ({initial} workers)",
+                                                         rollout_demand(cfg, initial)))
+        except BaseException:  # workers still waiting for placement cannot shut down: killed
+            for worker in self.workers.values():
+                ray.kill(worker, no_restart=True)
+            self._stop_env_actors()
+            raise
 
-    def wait_for_workers(self, timeout_s: float | None = None) -> None:
+    def wait_for_workers(self, timeout_s: float | None = None, resources: ResourceWait | None = None) -> None:
         """Block until every starting worker can take work: the pool's own start, or a driver that wants a
         scale-up's capacity before its next batch. A worker lost while starting (e.g. its node went away) is
-        replaced; TimeoutError after ``timeout_s``."""
+        replaced; TimeoutError after ``timeout_s``; ClusterResourceError where ``resources`` says the cluster
+        lacks what the workers ask for."""
         deadline = None if timeout_s is None else time.time() + timeout_s
         while self._starting:
             left = None if deadline is None else max(0.0, deadline - time.time())
+            if resources is not None:
+                left = resources.poll_s if left is None else min(left, resources.poll_s)
             ready, _ = ray.wait(list(self._starting.values()), num_returns=1, timeout=left)
             if not ready:
+                if resources is not None and (deadline is None or time.time() < deadline):
+                    resources.check()
+                    continue
                 raise TimeoutError(f"{len(self._starting)} rollout worker(s) still starting after {timeout_s} s")
             self._started(ready[0])
 
@@ -227,7 +241,8 @@ class RolloutPool:
         except RayActorError as err:
             self._startup_failures += 1
             if self._startup_failures > 2 * max(self.cfg.rollout.num_workers, 1) + 2:  # not transient: say why
-                raise RuntimeError(f"rollout workers keep dying while starting; the last error: {err}") from None
+                raise ActorFailure("rollout workers keep dying while starting; the last one's error:\n"
+                                   + actor_error(err, self.cfg.cluster.log_tail_lines)) from None
             self._replace(wid, type(err).__name__)
 
     def _dispatch(self, queue: deque, in_flight: dict, settings_ref: ray.ObjectRef) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from toolmaster.learner.group import LearnerGroup
-from toolmaster.ray_utils import init_ray
+from toolmaster.ray_utils import check_cluster_resources, init_ray
 from toolmaster.rollout.pool import RolloutPool
 
 
@@ -30,6 +30,7 @@ def build_fleet(cfg, model_dir: str, version: int = 0) -> Fleet:
     """Learner ranks and rollout workers on ``model_dir``; a run resumed at ``version`` starts its engines
     from that version's checkpoint."""
     init_ray()
+    check_cluster_resources(cfg)  # what every actor asks for, against the cluster, before any starts
     learners = LearnerGroup(cfg, model_dir)
     pool = RolloutPool(cfg, model_dir)
     if cfg.rollout.weight_transport != "object_store":  # a transport with a standing connection (NCCL)

@@ -25,7 +25,7 @@ from toolmaster import console
 from toolmaster.config import ConfigError, check_runtime
 from toolmaster.envs import make_env
 from toolmaster.plan import check_learner_plan, check_model_dir
-from toolmaster.ray_utils import init_ray
+from toolmaster.ray_utils import check_cluster_resources, init_ray
 from toolmaster.rollout.record import RolloutRecord
 from toolmaster.rollout.settings import EpisodeSettings
 from toolmaster.tools.sandbox import check_isolation
@@ -286,6 +286,11 @@ class GRPOTrainer:
             "time/rollout": t1 - t0, "time/advantages": t2 - t1, "time/train": t3 - t2, "time/sync": t4 - t3,
             **{f"time/episode_{k}": _mean(r.timings[k] for r in sampled) for k in ("generate", "tools", "score")},
             "time/engine_reload": reload_s, "workers_replaced": self.pool.replaced, **rollout_info,
+            # sampled tokens per second of rollout (async: of its generation, hidden or not); trained tokens per
+            # second of the learner updates
+            "throughput/generated_tokens_per_s": sum(sum(r.loss_mask) for r in sampled)
+            / max(t1 - t0, rollout_info.get("time/rollout_generate", 0.0), 1e-9),
+            "throughput/train_tokens_per_s": train.get("tokens", 0) / max(t3 - t2, 1e-9),
             "failed_episodes": sum(r.failed for r in sampled), "episode_retries": self.pool.episode_retries,
             **{f"failed/{kind}": n for kind, n in Counter(r.error["kind"] for r in sampled if r.failed).items()},
             "policy_versions": sorted({r.policy_version for r in sampled}),
@@ -360,6 +365,8 @@ def start_grpo(cfg, model_dir: str, resume: bool = False, fleet: Fleet | None = 
             raise ConfigError("grpo.eval_split = 'train': the held-out evaluation would score the items GRPO trains "
                               "on; choose a held-out split")
     init_ray()
+    if fleet is None:  # what the fleet asks of the cluster, before the run directory and any actor
+        check_cluster_resources(cfg)
     run = RunDir(cfg, "grpo")
     run.save_meta("sandbox_layers", sandbox_layers)
     state = run.load_state() if resume else None
@@ -384,6 +391,7 @@ def train_grpo(cfg, model_dir: str, resume: bool = False, fleet: Fleet | None = 
             advance(trainer.step_index)
             while trainer.step_index < cfg.grpo.steps:
                 history.append(trainer.step())
+                console.step(trainer.step_index, cfg.grpo.steps, history[-1])
                 advance(trainer.step_index)
         trainer.run.plot(("reward", "success", f"eval/{trainer.env.metric}"))
     finally:

@@ -13,7 +13,7 @@ from toolmaster.config_base import ConfigError
 from toolmaster.learner.group import LearnerGroup
 from toolmaster.plan import check_learner_plan, check_model_dir
 from toolmaster.protocol.template import ChatFormat, chat_format, turn_spans
-from toolmaster.ray_utils import init_ray
+from toolmaster.ray_utils import check_cluster_resources, init_ray, learner_demand
 from toolmaster.trainer.checkpoints import Checkpoints, has_engine_state
 from toolmaster.trainer.run_dir import RunDir
 from toolmaster.trainer.sft_data import BadRow, load_rows
@@ -107,6 +107,8 @@ def train_sft(cfg, model_dir: str, data_dir: str, resume: bool = False, learners
     check_sft_data(data_dir)
     examples = load_examples(data_dir, AutoTokenizer.from_pretrained(start_from), cfg.sft)
     init_ray()
+    if learners is None:  # what the ranks ask of the cluster, before the run directory and any actor
+        check_cluster_resources(cfg, learner_demand(cfg))
     run = RunDir(cfg, "sft")
     checkpoints = Checkpoints(run, cfg.sft.keep_checkpoints)
     start, state = 0, run.load_state() if resume else None
