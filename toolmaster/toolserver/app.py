@@ -49,7 +49,10 @@ class VirtualRequest(BaseModel):
 
 def create_app(cfg, docs: DocRegistry | None = None) -> FastAPI:
     """``cfg`` is a ToolServerConfig; ``docs`` defaults to the documents ``cfg.docs`` names."""
-    docs = docs if docs is not None else DocRegistry.from_paths(cfg.docs)
+    if docs is None:
+        docs = DocRegistry.from_paths(cfg.docs)
+        if cfg.tools_dir:
+            docs.add_tools_dir(cfg.tools_dir)
     backends = make_backends(cfg)
     cache = next((b for b in backends if isinstance(b, CacheBackend)), None)
     counts: Counter = Counter()
