@@ -27,7 +27,6 @@ import threading
 from pathlib import Path
 
 from toolmaster.config_base import ConfigError
-from toolmaster.toolserver.backends import Backend, VirtualCall
 
 log = logging.getLogger("toolmaster.toolserver")
 
@@ -94,10 +93,10 @@ class ToolFiles:
             return self._files[path]
 
 
-def build_messages(call: VirtualCall, system: str, tools: ToolFiles) -> list[dict] | None:
-    """The messages StableToolBench's MirrorAPI server sends for this call (``call`` holds the request's
-    category, tool_name and api_name as received, and its parsed tool_input); None where that server finds
-    no API doc for it (it would fail the request)."""
+def build_messages(call, system: str, tools: ToolFiles) -> list[dict] | None:
+    """The messages StableToolBench's MirrorAPI server sends for this call (``call``, a VirtualCall, holds the
+    request's category, tool_name and api_name as received, and its parsed tool_input); None where that server
+    finds no API doc for it (it would fail the request)."""
     standard_category = upstream_category(call.category)
     tool_name_original = call.tool_name
     api_name = upstream_change_name(upstream_standardize(call.api_name)).split(f"_for_{tool_name_original}")[0]
@@ -149,8 +148,9 @@ def parse_reply(output: str) -> dict:
     return dict(FAILED)
 
 
-class MirrorApiBackend(Backend):
-    """MirrorAPI-Cache (or any model served in its format) on an OpenAI-compatible endpoint."""
+class MirrorApiBackend:
+    """MirrorAPI-Cache (or any model served in its format) on an OpenAI-compatible endpoint; a Backend of
+    backends.py (not subclassed here: that module makes this one)."""
     name = "simulator"
 
     def __init__(self, cfg, system: str | None = None):
@@ -161,7 +161,7 @@ class MirrorApiBackend(Backend):
         self.system = system if system is not None else load_system_prompt(cfg.stabletoolbench_dir)
         self.tools = ToolFiles(cfg.tools_dir)
 
-    def messages(self, call: VirtualCall) -> list[dict] | None:
+    def messages(self, call) -> list[dict] | None:
         return build_messages(call, self.system, self.tools)
 
     def respond(self, call, doc):

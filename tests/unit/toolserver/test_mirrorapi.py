@@ -105,6 +105,9 @@ def test_a_cache_hit_never_reaches_the_simulator(tmp_path):
         assert client.post("/virtual", json={**BODY, "tool_input": '{"harbour": "Roscoff"}'}).json()["response"] \
             == "simulated"
         assert len(fake.requests) == 1
+        # the simulated response is written back, keyed as StableToolBench keys its cache
+        assert json.loads((cache / "get_tide_times.json").read_text())[str({"harbour": "Roscoff"})] == \
+            {"error": "", "response": "simulated"}
 
 
 @pytest.mark.parametrize("text,expected", [
