@@ -2,6 +2,7 @@
 written here, the tools served by the tool server (a cache, then a scripted MirrorAPI-style simulator
 endpoint, then the fallback), and evaluation on the disjoint test split."""
 import json
+import time
 
 import httpx
 
@@ -48,6 +49,7 @@ def test_two_grpo_steps_on_a_stabletoolbench_train_split_then_evaluation_on_the_
             assert (len(train_ids), len(test_ids)) == (6, 4) and not train_ids & test_ids
 
             fleet = fleets.get(cfg, tiny_model_dir)
+            started = time.time()
             trainer = start_grpo(cfg, tiny_model_dir, fleet=fleet)
             records = []
             try:
@@ -62,6 +64,7 @@ def test_two_grpo_steps_on_a_stabletoolbench_train_split_then_evaluation_on_the_
             report = evaluate(cfg, tmp_path / "eval", pool=fleet.pool)
             assert report["num_items"] == 2 and {i["task_id"] for i in report["items"]} <= test_ids
             counts = httpx.get(server.url + "/health").json()["counts"]
+            print(f"GRPO 2 steps + evaluation: {time.time() - started:.1f} s; tool server counts {counts}")
 
     served = counts.get("cache_hit", 0) + counts.get("simulator_hit", 0)
     assert served >= 1, counts  # the episodes' calls reached the server and were answered by it
