@@ -15,11 +15,13 @@ class FakeOpenAI:
 
     def __init__(self, reply):
         self.requests: list[list[dict]] = []
+        self.bodies: list[dict] = []  # the whole request bodies (sampling settings, seed)
         app = FastAPI()
 
         @app.post("/v1/chat/completions")
         def complete(body: dict) -> dict:
             self.requests.append(body["messages"])
+            self.bodies.append(body)
             text = reply(body["messages"])
             return {"id": "fake", "object": "chat.completion", "created": 0, "model": body.get("model", "fake"),
                     "choices": [{"index": 0, "finish_reason": "stop",

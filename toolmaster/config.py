@@ -121,6 +121,13 @@ class JudgeConfig(EndpointConfig):
     preference_rounds: int = Field(3, ge=1, description="SoWR rounds per query (run_preference.sh --evaluate_times 3)")
 
 
+class SimulatorEndpointConfig(EndpointConfig):
+    """The API simulator's endpoint; sampling as StableToolBench's MirrorAPI server (temperature 0.1 in its
+    server/config_mirrorapi_cache.yml, max_tokens 2048 in server/main_mirrorapi_cache.py)."""
+    temperature: float = Field(0.1, ge=0.0)
+    max_tokens: int = Field(2048, ge=1)
+
+
 class ToolServerConfig(Section):
     """The StableToolBench-compatible tool server (`toolmaster serve-tools`) and how environments reach it."""
     url: str | None = Field(None, description="a running server; None: eval starts one with these settings")
@@ -135,7 +142,18 @@ class ToolServerConfig(Section):
     docs: list[str] = Field(
         ["../shared/data/stabletoolbench/test_instruction", "../shared/data/restbench/tmdb_oas.json"],
         description="API documents: StableToolBench query files/folders and OpenAPI specs")
-    simulator: EndpointConfig = EndpointConfig(max_tokens=256)
+    simulator: SimulatorEndpointConfig = SimulatorEndpointConfig()
+    simulator_seed: int | None = Field(42, description="the seed sent with each simulator request (StableToolBench "
+                                       "sends 42); None: none sent")
+    simulator_format: Literal["auto", "mirrorapi", "generic"] = Field(
+        "auto", description="mirrorapi: exactly the messages of StableToolBench's server/main_mirrorapi_cache.py "
+        "(needs stabletoolbench_dir and tools_dir); generic: this project's prompt (any API document, e.g. "
+        "OpenAPI); auto: mirrorapi when stabletoolbench_dir is set")
+    stabletoolbench_dir: str | None = Field(None, description="your StableToolBench checkout: the MirrorAPI "
+                                            "system prompt is read from its server/system_prompts.py at run time")
+    tools_dir: str | None = Field(None, description="a ToolEnv2404-style tools folder <dir>/<Category>/<tool>.json "
+                                  "(tool_description, api_list): the MirrorAPI simulator's API docs, also "
+                                  "served as documents")
     api_keys: list[str] = Field(default_factory=list, description="accepted keys (body toolbench_key or Bearer); "
                                 "empty: open")
     key: str = Field("", description="the key environments send")
@@ -150,12 +168,41 @@ class ToolServerConfig(Section):
             raise ValueError("backends lists 'cache' but cache_dir is not set")
         if "simulator" in self.backends and not self.simulator.base_url:
             raise ValueError("backends lists 'simulator' but simulator.base_url is not set")
+        if self.simulator_format == "auto":
+            self.simulator_format = "mirrorapi" if self.stabletoolbench_dir else "generic"
+        if "simulator" in self.backends and self.simulator_format == "mirrorapi" and not (
+                self.stabletoolbench_dir and self.tools_dir):
+            raise ValueError("simulator_format 'mirrorapi' needs stabletoolbench_dir (your StableToolBench "
+                             "checkout, for its system prompt) and tools_dir (the tools folder); or "
+                             "simulator_format=generic")
         return self
 
 
 class StableToolBenchConfig(Section):
-    data: str = "../shared/data/stabletoolbench/test_instruction"
-    groups: list[str] = Field(default_factory=list, description="e.g. [G1_instruction]; empty: every file")
+    data: str = Field("../shared/data/stabletoolbench/test_instruction",
+                      description="the benchmark's test queries: the test split unless queries or test_queries "
+                      "gives one; never trained on (a training query with one of their ids is refused)")
+    groups: list[str] = Field(default_factory=list, description="files of data, e.g. [G1_instruction]; empty: all")
+    queries: str | None = Field(None, description="your ToolBench query file or folder (query, query_id, api_list, "
+                                "relevant APIs), split into train and test by test_fraction and seed")
+    test_fraction: float = Field(0.2, ge=0.0, le=1.0, description="share of queries held out as the test split")
+    seed: int = Field(0, description="the shuffle that splits queries")
+    train_queries: str | None = Field(None, description="your own train split (file or folder); its test split is "
+                                      "test_queries, else data")
+    test_queries: str | None = Field(None, description="your own test split (file or folder), with train_queries")
+    max_observation_length: int | None = Field(
+        1024, ge=1, description="tool responses longer than this are cut, with '...' appended, as StableToolBench's "
+        "inference does (its --max_observation_length, 1024 in qa_pipeline.py and its run scripts); None: not cut")
+
+    @model_validator(mode="after")
+    def _one_split_source(self) -> "StableToolBenchConfig":
+        if self.queries and (self.train_queries or self.test_queries):
+            raise ValueError("queries is split into train and test by test_fraction; train_queries/test_queries "
+                             "give your own split: set one or the other")
+        if self.test_queries and not self.train_queries:
+            raise ValueError("test_queries is the test split of your own split: set train_queries too (or "
+                             "data, for a test split alone)")
+        return self
 
 
 class TMDBConfig(Section):
@@ -202,9 +249,15 @@ class VerifiersEnvConfig(Section):
 ENDPOINT_ENVS = ("agent", "verifiers")
 
 
+# each benchmark's own turn limit, the default of env.max_turns for it: StableToolBench's inference passes
+# single_chain_max_step=12 (toolbench/inference/Downstream_tasks/rapidapi.py, run_single_task)
+BENCHMARK_MAX_TURNS = {"stabletoolbench": 12}
+
+
 class EnvConfig(Section):
     name: Literal["toolworld", "toolhop", "stabletoolbench", "tmdb", "codebook", "agent", "verifiers"] = "toolworld"
-    max_turns: int = Field(9, ge=1, description="assistant turns per episode (ToolHop's official limit is 9)")
+    max_turns: int = Field(9, ge=1, description="assistant turns per episode (ToolHop's official limit is 9; "
+                           "unset, StableToolBench's is 12)")
     system_prompt: str | None = Field(None, description="the system prompt of every episode (synthesis, training, "
                                       "evaluation); None: the built-in trial instructions (direct ones with "
                                       "synth.trial=false). Tools follow it in the model's chat format")
@@ -217,6 +270,13 @@ class EnvConfig(Section):
     verifiers: VerifiersEnvConfig = VerifiersEnvConfig()
     tool_server: ToolServerConfig = ToolServerConfig()
     judge: JudgeConfig = JudgeConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _benchmark_turns(cls, data):
+        if isinstance(data, dict) and "max_turns" not in data and data.get("name") in BENCHMARK_MAX_TURNS:
+            data = {**data, "max_turns": BENCHMARK_MAX_TURNS[data["name"]]}
+        return data
 
 
 class SandboxConfig(Section):

@@ -1,18 +1,26 @@
-"""StableToolBench: the 765 solvable queries, their RapidAPI tools served by the virtual tool server.
+"""StableToolBench: ToolBench queries, their RapidAPI tools served by the virtual tool server.
 
 Each query's ``api_list`` becomes OpenAI functions (``<api>_for_<tool>``) plus ``Finish``; calls go over
-HTTP to a StableToolBench-compatible server (``toolmaster serve-tools``). The metric is the Solvable Pass
-Rate from an LLM judge (Solved 1 / Unsure 0.5 / Unsolved 0, no Finish → Unsolved); without a judge it
-cannot be computed and the report gives the finish rate instead.
+HTTP to a StableToolBench-compatible server (``toolmaster serve-tools``) with the names StableToolBench's agent
+sends, and observations are cut as its inference cuts them. The metric is the Solvable Pass Rate from an LLM
+judge (Solved 1 / Unsure 0.5 / Unsolved 0, no Finish → Unsolved); without a judge it cannot be computed and the
+report gives the finish rate instead.
+
+Splits: ``test`` is the benchmark's queries (``data``, the 765 solvable ones) unless your own queries give one;
+``train`` exists only with your own queries (``queries``, split by ``test_fraction``/``seed``, or
+``train_queries``/``test_queries``). A training query whose id is in the test split or in ``data`` is refused
+(a ConfigError with the count) when the environment is built, before any actor starts.
 """
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
+from toolmaster.config_base import ConfigError
 from toolmaster.envs.base import Environment, Task
 from toolmaster.tools.spec import FinishExecutor, Tool, VirtualApiExecutor
-from toolmaster.toolserver.names import function_name
+from toolmaster.toolserver.names import api_key, function_name, standardize
 
 FINISH_SCHEMA = {
     "name": "Finish",
@@ -69,7 +77,7 @@ def api_schema(api: dict) -> dict:
             "parameters": {"type": "object", "properties": props, "required": required}}
 
 
-def query_to_task(query: dict, group: str, server_cfg) -> Task:
+def query_to_task(query: dict, group: str, server_cfg, max_observation_length: int | None = None) -> Task:
     url = server_cfg.url or f"http://{server_cfg.host}:{server_cfg.port}"
     tools, names = [], set()
     for api in query["api_list"]:
@@ -77,23 +85,79 @@ def query_to_task(query: dict, group: str, server_cfg) -> Task:
         if schema["name"] in names:  # two apis standardizing to one name: keep the first, as ToolBench does
             continue
         names.add(schema["name"])
-        tools.append(Tool(schema, VirtualApiExecutor(url, api["category_name"], api["tool_name"], api["api_name"],
-                                                      key=server_cfg.key, timeout_s=server_cfg.timeout_s)))
+        # the names StableToolBench's agent sends (rapidapi.py: the standardized tool name, change_name(
+        # standardize(api_name))); the category as written
+        executor = VirtualApiExecutor(url, api["category_name"], standardize(api["tool_name"]),
+                                      api_key(api["api_name"]), key=server_cfg.key, timeout_s=server_cfg.timeout_s,
+                                      max_observation_chars=max_observation_length)
+        tools.append(Tool(schema, executor))
     tools.append(FINISH)
     return Task(id=f"{group}:{query['query_id']}", question=query["query"], tools=tuple(tools), reference="",
                 metadata={"group": group, "query_id": query["query_id"],
                           "relevant_apis": query.get("relevant APIs", [])})
 
 
+def read_queries(path: str, groups: list[str] | None = None) -> list[tuple[str, dict]]:
+    """(group, query) of every query in a ToolBench query file or folder of them; the group is the file's name."""
+    out = []
+    for file in query_files(path, groups):
+        data = json.loads(file.read_text())
+        if not isinstance(data, list) or not all(isinstance(q, dict) and "query" in q and "query_id" in q
+                                                 and "api_list" in q for q in data):
+            raise ValueError(f"{str(file)!r} is not a ToolBench query file (a JSON list of objects with query, "
+                             "query_id and api_list)")
+        out += [(file.stem, q) for q in data]
+    return out
+
+
+def split_queries(cfg) -> dict[str, list[tuple[str, dict]]]:
+    """The splits ``cfg`` (an env.stabletoolbench section) gives, each a list of (group, query)."""
+    if cfg.queries:
+        pool = read_queries(cfg.queries)
+        order = list(range(len(pool)))
+        random.Random(cfg.seed).shuffle(order)
+        held = set(order[:round(len(pool) * cfg.test_fraction)])
+        return {"train": [q for i, q in enumerate(pool) if i not in held],
+                "test": [q for i, q in enumerate(pool) if i in held]}
+    if cfg.train_queries:
+        test = read_queries(cfg.test_queries) if cfg.test_queries else read_queries(cfg.data, cfg.groups)
+        return {"train": read_queries(cfg.train_queries), "test": test}
+    return {"test": read_queries(cfg.data, cfg.groups)}
+
+
+def _ids(queries) -> set[str]:
+    return {str(q["query_id"]) for _, q in queries}
+
+
+def check_disjoint(cfg, splits: dict[str, list[tuple[str, dict]]]) -> None:
+    """Refuse training on evaluation queries: a train query id in the test split, or in the benchmark's test
+    queries (``data``, when that path exists), is a ConfigError with the count."""
+    train = _ids(splits.get("train", []))
+    if not train:
+        return
+    both = train & _ids(splits["test"])
+    if both:
+        raise ConfigError(f"env.stabletoolbench: {len(both)} of the {len(train)} training query ids are also in the "
+                          f"test split (e.g. {sorted(both)[:3]}): the splits must be disjoint")
+    if Path(cfg.data).exists():
+        bench = train & _ids(read_queries(cfg.data))
+        if bench:
+            raise ConfigError(f"env.stabletoolbench: {len(bench)} of the {len(train)} training query ids are "
+                              f"StableToolBench test queries (env.stabletoolbench.data = {cfg.data!r}; e.g. "
+                              f"{sorted(bench)[:3]}): they stay test-only")
+
+
 class StableToolBench(Environment):
     name = "stabletoolbench"
     metric = "sopr"
     metric_scale = 100.0
-    splits = ("test",)
 
     def __init__(self, cfg, server_cfg, judge_cfg):
-        self._tasks = [query_to_task(q, f.stem, server_cfg)
-                       for f in query_files(cfg.data, cfg.groups) for q in json.loads(f.read_text())]
+        splits = split_queries(cfg)
+        check_disjoint(cfg, splits)
+        self.splits = tuple(sorted(splits, key=["train", "test"].index))
+        self._tasks = {split: [query_to_task(q, group, server_cfg, cfg.max_observation_length) for group, q in qs]
+                       for split, qs in splits.items()}
         self.judge_cfg = judge_cfg
         self._judge = None
         self._rounds: dict[str, dict] = {}  # episode id → its SoPR round scores, from grade() to judgments()
@@ -102,9 +166,16 @@ class StableToolBench(Environment):
     def gradable(self) -> bool:
         return bool(self.judge_cfg.base_url)
 
+    def require_split(self, split: str, setting: str = "split") -> None:
+        if split == "train" and split not in self.splits:
+            raise ConfigError(f"{setting} = 'train': stabletoolbench has no train split without your own queries "
+                              "(its test queries stay test-only): set env.stabletoolbench.queries (split by "
+                              "test_fraction) or train_queries")
+        super().require_split(split, setting)
+
     def tasks(self, split: str = "test", num: int | None = None, start: int = 0) -> list[Task]:
         self.require_split(split)
-        return self._slice(self._tasks, num, start)
+        return self._slice(self._tasks[split], num, start)
 
     def grade(self, task, episode) -> float | None:
         if not self.gradable:

@@ -24,12 +24,14 @@ class ChatClient:
                               timeout=cfg.timeout_s, max_retries=cfg.max_retries)
 
     def chat(self, messages: list[dict], *, max_tokens: int | None = None, temperature: float | None = None,
-             stop: list[str] | None = None, json_mode: bool = False) -> str:
+             stop: list[str] | None = None, json_mode: bool = False, seed: int | None = None) -> str:
         kwargs = {"model": self.cfg.model, "messages": messages,
                   "max_tokens": max_tokens or self.cfg.max_tokens,
                   "temperature": self.cfg.temperature if temperature is None else temperature}
         if stop:
             kwargs["stop"] = stop
+        if seed is not None:
+            kwargs["seed"] = seed
         if json_mode:
             kwargs["response_format"] = {"type": "json_object"}
         try:

@@ -31,7 +31,7 @@ class ToolRunner:
             return self.sandbox.call(ex.source, ex.function, arguments)
         if isinstance(ex, VirtualApiExecutor):
             return call_virtual(ex.url, ex.category, ex.tool_name, ex.api_name, arguments, key=ex.key,
-                                timeout=ex.timeout_s)
+                                timeout=ex.timeout_s, max_observation_chars=ex.max_observation_chars)
         if isinstance(ex, RestExecutor):
             return call_rest(ex, arguments)
         raise TypeError(f"tool {tool.name!r} has an executor of kind {type(ex).__name__}, which is not run as a call")

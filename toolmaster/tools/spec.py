@@ -28,6 +28,7 @@ class VirtualApiExecutor:
     api_name: str
     key: str = ""
     timeout_s: float = 30.0
+    max_observation_chars: int | None = None  # StableToolBench's truncation (toolserver/client.py); None: uncut
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from fastapi import Depends, FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field, field_validator
 
-from toolmaster.toolserver.backends import CacheBackend, SimulatorBackend, VirtualCall, make_backends
+from toolmaster.toolserver.backends import CacheBackend, VirtualCall, make_backends
 from toolmaster.toolserver.docs import DocRegistry
 from toolmaster.toolserver.names import escapes
 
@@ -49,7 +49,10 @@ class VirtualRequest(BaseModel):
 
 def create_app(cfg, docs: DocRegistry | None = None) -> FastAPI:
     """``cfg`` is a ToolServerConfig; ``docs`` defaults to the documents ``cfg.docs`` names."""
-    docs = docs if docs is not None else DocRegistry.from_paths(cfg.docs)
+    if docs is None:
+        docs = DocRegistry.from_paths(cfg.docs)
+        if cfg.tools_dir:
+            docs.add_tools_dir(cfg.tools_dir)
     backends = make_backends(cfg)
     cache = next((b for b in backends if isinstance(b, CacheBackend)), None)
     counts: Counter = Counter()
@@ -92,7 +95,7 @@ def create_app(cfg, docs: DocRegistry | None = None) -> FastAPI:
             if response is not None:
                 counts[f"{backend.name}_hit"] += 1
                 log.info("%s/%s/%s: %s hit", *call.parts, backend.name)
-                simulated = isinstance(backend, SimulatorBackend)
+                simulated = backend.name == "simulator"  # the generic or the MirrorAPI simulator
                 if simulated and cache is not None and cfg.write_back and not response["error"]:
                     cache.store(call, response)
                 return response

@@ -106,7 +106,9 @@ SIMULATOR_PROMPT = (
 
 
 class SimulatorBackend(Backend):
-    """An LLM plays the API (MirrorAPI-Cache on vLLM, a GPT-class model): prompted with the API document."""
+    """An LLM plays the API (a GPT-class model) prompted with the API document in this project's own format
+    (``env.tool_server.simulator_format=generic``: e.g. TMDB's OpenAPI operations). MirrorAPI-Cache gets its
+    own training format instead: toolserver/mirrorapi.py."""
     name = "simulator"
 
     def __init__(self, endpoint_cfg, cache: CacheBackend | None = None):
@@ -198,9 +200,16 @@ def _fill(template, seed: str, key: str):
     return f"{key.rsplit('.', 1)[-1] or 'value'}-{digest % 9973}"
 
 
+def _simulator(cfg, cache: CacheBackend | None) -> Backend:
+    if cfg.simulator_format == "mirrorapi":
+        from toolmaster.toolserver.mirrorapi import MirrorApiBackend
+        return MirrorApiBackend(cfg)
+    return SimulatorBackend(cfg.simulator, cache)
+
+
 def make_backends(cfg) -> list[Backend]:
     """The configured backends in order (the config checked each is set up); the simulator reads cache examples."""
     cache = CacheBackend(cfg.cache_dir) if cfg.cache_dir else None
-    made = {"cache": lambda: cache, "simulator": lambda: SimulatorBackend(cfg.simulator, cache),
+    made = {"cache": lambda: cache, "simulator": lambda: _simulator(cfg, cache),
             "fallback": FallbackBackend}
     return [made[name]() for name in cfg.backends]

@@ -83,6 +83,26 @@ class DocRegistry:
     def __len__(self) -> int:
         return len(self._docs)
 
+    def add_tools_dir(self, root: str | Path) -> None:
+        """A ToolEnv2404-style tools folder (``<root>/<Category>/<tool>.json`` with ``tool_name``,
+        ``tool_description`` and ``api_list`` of ``{name, description, required_parameters, ...}``): one
+        document per API, where a query file has not given one already."""
+        root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"tools folder {str(root)!r} does not exist")
+        for file in sorted(root.glob("*/*.json")):
+            tool = _load_json(file)
+            if not isinstance(tool, dict) or not isinstance(tool.get("api_list"), list):
+                continue
+            for api in tool["api_list"]:
+                doc = {"category_name": file.parent.name, "tool_name": tool.get("tool_name") or file.stem,
+                       "api_name": api.get("name", ""), "api_description": api.get("description") or "",
+                       "required_parameters": api.get("required_parameters") or [],
+                       "optional_parameters": api.get("optional_parameters") or [],
+                       "method": api.get("method", ""), "tool_description": tool.get("tool_description") or ""}
+                if doc["api_name"] and self.get(doc["category_name"], doc["tool_name"], doc["api_name"]) is None:
+                    self.add(doc)
+
     @classmethod
     def from_paths(cls, paths: list[str]) -> "DocRegistry":
         """StableToolBench query files (or their folder) and OpenAPI specs; a missing path is an error."""

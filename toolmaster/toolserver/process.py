@@ -72,13 +72,23 @@ def needs_tool_server(env_cfg) -> bool:
     return env_cfg.name == "tmdb" and not os.environ.get(env_cfg.tmdb.api_key_env)
 
 
+def served_docs(env_cfg) -> list[str]:
+    """The tool server's documents, plus the StableToolBench queries the run uses (your own train and test
+    queries), so that every API a task can call has its document on the server this run starts."""
+    docs = list(env_cfg.tool_server.docs)
+    if env_cfg.name == "stabletoolbench":
+        stb = env_cfg.stabletoolbench
+        docs += [p for p in (stb.queries, stb.train_queries, stb.test_queries) if p and p not in docs]
+    return docs
+
+
 @contextmanager
 def tool_server_for(cfg):
     """Yields ``cfg``, or a copy pointing at a tool server started for this run and stopped after it."""
     if not needs_tool_server(cfg.env) or cfg.env.tool_server.url:
         yield cfg
         return
-    with ServerProcess(cfg.env.tool_server.model_copy(update={"port": 0})) as server:
+    with ServerProcess(cfg.env.tool_server.model_copy(update={"port": 0, "docs": served_docs(cfg.env)})) as server:
         out = cfg.model_copy(deep=True)
         out.env.tool_server.url = server.url
         yield out
