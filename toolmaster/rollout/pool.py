@@ -177,7 +177,7 @@ class RolloutPool:
         while queue or in_flight:
             self._queued = len(queue)
             self.tick()
-            self._catch_up()
+            self.catch_up()
             self._dispatch(queue, in_flight, settings_ref)
             waiting = list(in_flight) + list(self._starting.values())
             if not waiting:
@@ -343,7 +343,7 @@ class RolloutPool:
                     return
                 log.warning("weight group round failed; rebuilding over the live workers")
 
-    def _catch_up(self) -> None:
+    def catch_up(self) -> None:
         """Workers that can take work but hold an older version (newcomers, replacements, a missed send) get
         the current one through a rebuilt group; a few tries per membership and version."""
         if self.sync is None or not (self.latest_handle or {}).get("group"):
