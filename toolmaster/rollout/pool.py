@@ -117,7 +117,9 @@ class RolloutPool:
         worker = self.workers[wid] = self._actor_cls.remote(wid, self.model_dir, self.cfg.model_dump(), self.env_actors)
         # Actor calls from one caller start in order, but an async actor interleaves them: the worker is kept
         # out of dispatch until it serves the newest version.
-        if self.latest_handle and self.latest_handle.get("group"):  # it catches up through the group once ready
+        # under a group transport it reports the version its engine loaded (the initial weights, or a resumed
+        # run's checkpoint) and catches up through the group once ready: never stamped with a newer one
+        if self.sync is not None and not (self.latest_handle or {}).get("preloaded"):
             self._starting[wid] = worker.version.remote()
             self._by_version.add(wid)
         else:
@@ -251,6 +253,7 @@ class RolloutPool:
             with self._lock:
                 handle = self.workers.pop(wid, None)
                 self._starting.pop(wid, None)
+                self.held.pop(wid, None)
             self.draining.discard(wid)
             if handle is not None:
                 _stop(handle)
