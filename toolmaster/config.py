@@ -384,7 +384,11 @@ class RolloutConfig(Section):
     episode_retries: int = Field(1, ge=0, description="an episode that raised (tool, grader, judge) runs again on "
                                  "another worker this many times, then comes back as a failed record")
     failed_episode_reward: float = Field(0.0, description="the reward a failed episode's record carries")
-    weight_transport: Literal["object_store", "nccl"] = "object_store"
+    weight_transport: Literal["object_store", "nccl", "gloo_group"] = Field(
+        "object_store", description="object_store (default), nccl (GPU) or gloo_group (CPU, NCCL's group "
+        "semantics: docs/weight-sync.md)")
+    weight_sync_timeout_s: float = Field(120.0, gt=0, description="group transports: the bound on each "
+                                         "collective; the driver's watchdog gives up on a member after twice it")
     gpu_memory_gb: float | None = Field(None, gt=0, description="memory per rollout GPU; when set, grpo refuses "
                                         "an engine that cannot hold one full-length sequence (toolmaster plan)")
     engine: EngineConfig = EngineConfig()

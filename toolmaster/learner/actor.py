@@ -267,10 +267,11 @@ class Learner:
             self.transport = make_transport(name)
         return self.transport
 
-    def connect_transport(self, name: str, workers: list, master_port: int) -> None:
-        """Rank 0: open a transport that needs a connection to the engines (NCCL); a no-op elsewhere."""
+    def transport_call(self, name: str, method: str, *args):
+        """Rank 0: one step of a group transport (endpoint, open, send, close: weights/group.py drives them);
+        None elsewhere."""
         if self.rank == 0:
-            self._transport(name).connect(workers, _node_ip(), master_port)
+            return getattr(self._transport(name), method)(*args)
 
     def publish(self, version: int, transport: str) -> dict | None:
         state = self.state_dict()

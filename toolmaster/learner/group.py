@@ -100,10 +100,10 @@ class LearnerGroup:
         """Rank 0 publishes the full weights as ``version``; returns the small handle workers apply."""
         return self._all("publish", version, transport)[0]
 
-    def connect_transport(self, transport: str, workers: list) -> None:
-        """Open a transport that holds connections to the engines (NCCL); every rank takes the call."""
-        _, port = ray.get(_rendezvous_address.options(scheduling_strategy=self._rank0).remote())
-        self._all("connect_transport", transport, workers, port)
+    @property
+    def sender(self):
+        """Rank 0's actor: the sender of a group transport's weight group (weights/group.py)."""
+        return self.actors[0]
 
     def save(self, path: str) -> None:
         """Model, optimizer, step counters and RNG of every rank into ``path`` (see Learner.save)."""

@@ -27,6 +27,6 @@ def engine_args(engine_cfg, max_len: int, on_gpu: bool, weight_transfer: str | N
 
 
 def weight_transfer_backend(cfg) -> str | None:
-    """vLLM's weight-transfer backend for the config's weight transport (None: weights are reloaded from disk)."""
-    transport = cfg.rollout.weight_transport
-    return transport if transport != "object_store" else None
+    """vLLM's weight-transfer backend for the config's weight transport (None: the transport loads the weights
+    itself, from disk or from tensors it received)."""
+    return "nccl" if cfg.rollout.weight_transport == "nccl" else None

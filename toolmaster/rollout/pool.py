@@ -6,6 +6,13 @@ assignment, and re-queues a dead worker's episodes on live workers while a repla
 driver never sees a lost or duplicated episode. A worker that joins takes episodes only once it serves
 the newest weights.
 
+Under a group transport (NCCL, gloo_group) weights travel through a process group of fixed membership
+(weights/group.py): every publish first rebuilds the group when membership changed (a worker died, was
+replaced, added or drained), then broadcasts under a watchdog; a member that died or hung is replaced and
+the group rebuilt over the rest. A newcomer or replacement starts on the initial weights and gets no
+episode until a catch-up round (a rebuild that includes it, and a resend of the current version) has loaded
+the current version into its engine.
+
 An episode that raised (its record carries ``error``) runs again on another worker up to
 ``rollout.episode_retries`` times, then its failed record is kept. A worker whose engine died while the
 actor lives says so (``worker_unhealthy``); it is retired and replaced like a dead actor and its episodes
@@ -51,6 +58,12 @@ class RolloutPool:
         self._starting: dict[int, ray.ObjectRef] = {}  # worker id -> ref that resolves once it can take work
         self.assignment: dict[str, int] = {}  # episode id -> worker id, while the episode runs
         self.latest_handle: dict | None = None
+        self.sync = None  # weights.group.GroupSync under a group transport (set_sync)
+        self.held: dict[int, int] = {}  # worker id -> the version its engine serves, as the worker reported
+        self.first_dispatch: dict[int, tuple] = {}  # worker id -> (version held, current) at its first episode
+        self._by_version: set[int] = set()  # starting workers that report their version (group transports)
+        self._group_lock = threading.Lock()
+        self._catch_up_tries: Counter = Counter()
         self.replaced = 0
         self.episode_retries = 0  # episodes run again after an error, over the pool's life
         self._avoid: dict[str, int] = {}
@@ -118,9 +131,28 @@ class RolloutPool:
         worker = self.workers[wid] = self._actor_cls.remote(wid, self.model_dir, self.cfg.model_dump(), self.env_actors)
         # Actor calls from one caller start in order, but an async actor interleaves them: the worker is kept
         # out of dispatch until it serves the newest version.
-        self._starting[wid] = (worker.update_weights.remote(self.latest_handle) if self.latest_handle
-                               else worker.ready.remote())
+        # under a group transport it reports the version its engine loaded (the initial weights, or a resumed
+        # run's checkpoint) and catches up through the group once ready: never stamped with a newer one
+        if self.sync is not None and not (self.latest_handle or {}).get("preloaded"):
+            self._starting[wid] = worker.version.remote()
+            self._by_version.add(wid)
+        else:
+            self._starting[wid] = (worker.update_weights.remote(self.latest_handle) if self.latest_handle
+                                   else worker.ready.remote())
         return wid
+
+    @property
+    def current_version(self) -> int:
+        return self.latest_handle["version"] if self.latest_handle else 0
+
+    def set_sync(self, sync) -> None:
+        """Serve weights through ``sync`` (a GroupSync) from now on, or through handles (None)."""
+        if self.sync is not None and self.sync is not sync:
+            try:
+                self.sync.teardown()
+            except Exception as err:  # the old sender may be gone (a learner group that lost a rank)
+                log.warning("tearing down the old weight group: %s", err)
+        self.sync = sync
 
     def _replace(self, wid: int, why: str, kill: bool = False) -> None:
         with self._lock:
@@ -131,6 +163,7 @@ class RolloutPool:
             if kill:  # the actor lives but cannot serve (its engine died): its other episodes fail over too
                 ray.kill(handle, no_restart=True)
             self._starting.pop(wid, None)
+            self.held.pop(wid, None)
             self._spawn_locked()
             self.replaced += 1
 
@@ -160,8 +193,13 @@ class RolloutPool:
         while queue or in_flight:
             self._queued = len(queue)
             self.tick()
+            self.catch_up()
             self._dispatch(queue, in_flight, settings_ref)
             waiting = list(in_flight) + list(self._starting.values())
+            if not waiting:
+                raise RuntimeError(f"no rollout worker can take episodes: workers {sorted(self.workers)} hold "
+                                   f"versions {self.held} and the current one ({self.current_version}) could not "
+                                   "be sent to them (see the weight group's events)")
             ready, _ = ray.wait(waiting, num_returns=1)
             for ref in ready:
                 if ref not in in_flight:
@@ -229,6 +267,7 @@ class RolloutPool:
             with self._lock:
                 handle = self.workers.pop(wid, None)
                 self._starting.pop(wid, None)
+                self.held.pop(wid, None)
             self.draining.discard(wid)
             if handle is not None:
                 _stop(handle)
@@ -237,7 +276,9 @@ class RolloutPool:
         wid = next(w for w, r in self._starting.items() if r == ref)
         del self._starting[wid]
         try:
-            ray.get(ref)
+            value = ray.get(ref)
+            self.held[wid] = value if wid in self._by_version else self.current_version
+            self._by_version.discard(wid)
         except RayActorError as err:
             self._startup_failures += 1
             if self._startup_failures > 2 * max(self.cfg.rollout.num_workers, 1) + 2:  # not transient: say why
@@ -247,7 +288,8 @@ class RolloutPool:
 
     def _dispatch(self, queue: deque, in_flight: dict, settings_ref: ray.ObjectRef) -> None:
         load = Counter(wid for wid, _ in in_flight.values())
-        live = [wid for wid in self.workers if wid not in self._starting and wid not in self.draining]
+        live = [wid for wid in self.workers if wid not in self._starting and wid not in self.draining
+                and (self.sync is None or self.held.get(wid, -1) >= self.current_version)]
         cap = self.cfg.rollout.max_episodes_per_worker
         while queue and live:
             avoid = self._avoid.get(queue[0][0])
@@ -255,13 +297,23 @@ class RolloutPool:
             if load[wid] >= cap:
                 return
             spec = queue.popleft()
+            self.first_dispatch.setdefault(wid, (self.held.get(wid, -1), self.current_version))
             in_flight[self.workers[wid].run_episode.remote(*spec, settings_ref)] = (wid, spec)
             self.assignment[spec[0]] = wid
             load[wid] += 1
 
     def update_weights(self, handle: dict) -> float:
         """Every worker serves ``handle``'s version when this returns (workers that die meanwhile are replaced
-        by the rollout loop, and replacements start from the newest handle)."""
+        by the rollout loop, and replacements start from the newest handle). A group transport's handle goes
+        through the group (``_sync_group``)."""
+        if handle.get("group"):
+            if self.sync is None:
+                raise RuntimeError(f"a {handle['group']} handle needs the pool's weight group (set_sync)")
+            start = time.time()
+            with self._lock:
+                self.latest_handle = handle
+            self._sync_group()
+            return time.time() - start
         with self._lock:
             self.latest_handle = handle
             workers = list(self.workers.items())
@@ -275,7 +327,53 @@ class RolloutPool:
                 self._replace(wid, "engine died during a weight update", kill=True)
             else:
                 seconds.append(took)
+                self.held[wid] = max(self.held.get(wid, 0), handle["version"])
         return max(seconds)
+
+    def _sync_group(self) -> None:
+        """Bring every worker that can take work to the current version through the group: rebuild it when
+        membership changed, then send, under the group's watchdog. A lost or hung member is replaced (its
+        replacement catches up once ready) and the round repeats over the rest; a member that only missed
+        the version stays out of dispatch until a later round reaches it."""
+        from toolmaster.weights.base import StaleVersion
+
+        handle = self.latest_handle
+        with self._group_lock:
+            for _ in range(3):
+                with self._lock:
+                    members = {wid: w for wid, w in self.workers.items()
+                               if wid not in self._starting and wid not in self.draining}
+                if not members:
+                    return
+                out = self.sync.ensure(members)
+                if out.clean:
+                    out = self.sync.send(handle)
+                    for wid, version in out.ok.items():
+                        if version is None:  # its engine died while loading
+                            self._replace(wid, "engine died during a weight update", kill=True)
+                        else:
+                            self.held[wid] = version
+                for wid, why in out.lost.items():
+                    self._replace(wid, f"lost in the weight group ({why})")
+                for wid in out.hung:
+                    self._replace(wid, f"blocked in the weight group past {self.sync.watchdog_s:.0f} s", kill=True)
+                if out.clean or (out.sender_error or "").startswith(StaleVersion.__name__):
+                    return
+                log.warning("weight group round failed; rebuilding over the live workers")
+
+    def catch_up(self) -> None:
+        """Workers that can take work but hold an older version (newcomers, replacements, a missed send) get
+        the current one through a rebuilt group; a few tries per membership and version."""
+        if self.sync is None or not (self.latest_handle or {}).get("group"):
+            return
+        behind = [wid for wid in self.workers if wid not in self._starting and wid not in self.draining
+                  and self.held.get(wid, -1) < self.current_version]
+        key = (self.current_version, frozenset(self.workers))
+        if behind and self._catch_up_tries[key] < 3:
+            self._catch_up_tries[key] += 1
+            log.info("rollout workers %s catch up to version %d through the weight group", behind,
+                     self.current_version)
+            self._sync_group()
 
     def reset(self, model_dir: str, cfg=None, version: int = 0) -> None:
         """Serve ``model_dir`` as ``version`` on every worker and start the counters again: a shared fleet
@@ -290,6 +388,8 @@ class RolloutPool:
         handle = checkpoint_handle(model_dir, version)
         ray.get([w.reset.remote(handle, self.env_actors) for w in self.workers.values()])
         self.model_dir, self.latest_handle = model_dir, (handle if version else None)
+        self.held = dict.fromkeys(self.workers, version)
+        self.first_dispatch, self._catch_up_tries = {}, Counter()
         self.replaced = self.episode_retries = 0
         self.events, self._episode_seconds = [], deque(maxlen=32)
 

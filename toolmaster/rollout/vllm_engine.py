@@ -171,6 +171,8 @@ class VLLMEngine:
                 await self.engine.reset_prefix_cache()
             finally:
                 await self.engine.resume_generation()
+        elif method == "shutdown_weight_transfer_engine":  # leave the group; inference goes on
+            await self.engine.shutdown_weight_transfer_engine()
         else:
             raise ValueError(f"unknown weight-transfer phase {method!r}")
 

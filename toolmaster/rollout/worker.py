@@ -86,6 +86,7 @@ class RolloutWorker:
             self._local()
         self._envs: dict[str, tuple] = {}  # settings.env_key -> (environment, tool runner)
         self.transport = make_transport(self.cfg.rollout.weight_transport)
+        self._groups: dict = {}  # transport name -> its group transport (NCCL, gloo_group)
         self.endpoint = None  # started for the first episode of an endpoint environment (envs/agent.py)
         self.weights_dir = os.path.join(self.scratch, "weights")
         self.in_flight = self.peak_in_flight = self.completed = 0
@@ -93,6 +94,10 @@ class RolloutWorker:
 
     def ready(self) -> int:
         return self.worker_id
+
+    def version(self) -> int:
+        """The version the engine serves (what a worker that joins under a group transport reports)."""
+        return self.engine.version
 
     def pid(self) -> int:
         return os.getpid()
@@ -121,8 +126,30 @@ class RolloutWorker:
                         return None  # the pool replaces this worker
         return time.time() - start
 
-    async def weight_transfer_rpc(self, method: str, payload=None) -> None:
-        await self.engine.weight_transfer(method, payload)
+    def _group(self, name: str):
+        if name not in self._groups:
+            from toolmaster.weights import make_transport
+            self._groups[name] = make_transport(name)
+        return self._groups[name]
+
+    async def join_group(self, transport: str, spec: dict, rank: int) -> None:
+        """Join a group transport's weight group as ``rank`` (weights/group.py builds it)."""
+        await self._group(transport).join(spec, rank, self.engine)
+
+    async def receive_weights(self, transport: str, meta: list, version: int) -> int | None:
+        """Take part in the group's broadcast of ``version``; the version served afterwards (None: the
+        engine died). The version moves only once the weights are loaded."""
+        from toolmaster.rollout.vllm_engine import EngineDead
+
+        async with self._update_lock:
+            try:
+                await self._group(transport).receive(meta, version, self.engine, self.weights_dir)
+            except EngineDead:
+                return None
+        return self.engine.version
+
+    async def leave_group(self, transport: str) -> None:
+        await self._group(transport).leave(self.engine)
 
     def _env(self, settings: EpisodeSettings) -> tuple:
         """The environment (and its tool runner) an episode's settings name; built once per worker."""

@@ -23,18 +23,24 @@ class ObjectStoreTransport(WeightTransport):
         return {"version": version, "ref": ray.put(state_dict)}
 
     async def apply(self, handle, engine, scratch_dir: str) -> None:
-        from safetensors.torch import save_file
-
         state = handle["ref"]
         if isinstance(state, ray.ObjectRef):
             state = await state
-        target = os.path.join(scratch_dir, f"v{handle['version']}")
-        os.makedirs(target, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in state.items()}, os.path.join(target, "model.safetensors"))
-        await engine.load_weights(target, handle["version"])
-        for name in os.listdir(scratch_dir):  # keep only the version being served
-            if name != f"v{handle['version']}":
-                shutil.rmtree(os.path.join(scratch_dir, name), ignore_errors=True)
+        await load_state(state, handle["version"], engine, scratch_dir)
+
+
+async def load_state(state: dict, version: int, engine, scratch_dir: str) -> None:
+    """Serve ``state`` as ``version``: safetensors in the worker's scratch, then vLLM's reload (every transport
+    that receives tensors in the worker's process loads them this way)."""
+    from safetensors.torch import save_file
+
+    target = os.path.join(scratch_dir, f"v{version}")
+    os.makedirs(target, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, os.path.join(target, "model.safetensors"))
+    await engine.load_weights(target, version)
+    for name in os.listdir(scratch_dir):  # keep only the version being served
+        if name != f"v{version}":
+            shutil.rmtree(os.path.join(scratch_dir, name), ignore_errors=True)
 
 
 def checkpoint_handle(model_dir: str, version: int) -> dict:
