@@ -54,11 +54,6 @@ def deepspeed_config(learner_cfg: dict) -> dict:
     }
 
 
-def _node_ip() -> str:
-    import ray
-    return ray.util.get_node_ip_address()
-
-
 def with_lora(model, lora: dict):
     from peft import LoraConfig, get_peft_model
 
