@@ -386,7 +386,8 @@ class RolloutPool:
                 self.env_actors = self._start_env_actors(cfg)
             self.cfg, self.settings = cfg, EpisodeSettings.of(cfg)
         handle = checkpoint_handle(model_dir, version)
-        ray.get([w.reset.remote(handle, self.env_actors) for w in self.workers.values()])
+        transport = self.cfg.rollout.weight_transport
+        ray.get([w.reset.remote(handle, self.env_actors, transport) for w in self.workers.values()])
         self.model_dir, self.latest_handle = model_dir, (handle if version else None)
         self.held = dict.fromkeys(self.workers, version)
         self.first_dispatch, self._catch_up_tries = {}, Counter()

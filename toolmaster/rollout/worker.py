@@ -218,12 +218,17 @@ class RolloutWorker:
             node=self.node,
             segments=[TokenSequence(t.token_ids, t.loss_mask, t.logprobs) for t in segments] if many else [])
 
-    async def reset(self, handle: dict, env_actors: list) -> None:
+    async def reset(self, handle: dict, env_actors: list, transport: str) -> None:
         """Serve ``handle``'s weights as its version whatever is served now (a shared fleet starting the
-        next run from its base model), run tools on ``env_actors``; counters start again."""
+        next run from its base model), run tools on ``env_actors`` and take weights by ``transport`` (a
+        shared fleet's runs may differ in it); counters start again."""
         if env_actors != self.env_actors:
             self.env_actors, self._envs = env_actors, {}
+        from toolmaster.weights import make_transport
         from toolmaster.weights.object_store import ObjectStoreTransport
+
+        if transport != self.transport.name:
+            self.transport = make_transport(transport)
 
         async with self._update_lock:  # a checkpoint, through the object store whatever the run's transport
             await ObjectStoreTransport().apply(handle, self.engine, self.weights_dir)
