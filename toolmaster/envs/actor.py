@@ -10,8 +10,10 @@ of the process that was running its tool.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
+import time
 
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
@@ -23,6 +25,7 @@ from toolmaster.tools.base import ToolResult, ToolRunner
 
 log = logging.getLogger(__name__)
 _RETRIES = 3
+_BACKOFF_S = 0.1  # before the 2nd, 3rd… try of a call whose actor died: 0.1 s, 0.2 s
 
 
 class ToolEnvActor:
@@ -95,7 +98,7 @@ class RemoteToolRunner:
 
     async def _acall(self, method: str, what: str, *args):
         """Await ``method`` on an actor; on the actor's death, again (Ray restarts it) — None if all fail."""
-        for _ in range(_RETRIES):
+        for attempt in range(_RETRIES):
             i = self._pick()
             try:
                 return await getattr(self.actors[i], method).remote(*args)
@@ -103,11 +106,13 @@ class RemoteToolRunner:
                 log.warning("tool-environment actor lost during %s (%s); retrying", what, type(err).__name__)
             finally:
                 self._done(i)
+            if attempt + 1 < _RETRIES:
+                await asyncio.sleep(_BACKOFF_S * 2 ** attempt)  # a restarting actor takes a moment
         return None
 
     def _call(self, method: str, what: str, *args):
         """``_acall`` for blocking callers."""
-        for _ in range(_RETRIES):
+        for attempt in range(_RETRIES):
             i = self._pick()
             try:
                 return ray.get(getattr(self.actors[i], method).remote(*args))
@@ -115,6 +120,8 @@ class RemoteToolRunner:
                 log.warning("tool-environment actor lost during %s (%s); retrying", what, type(err).__name__)
             finally:
                 self._done(i)
+            if attempt + 1 < _RETRIES:
+                time.sleep(_BACKOFF_S * 2 ** attempt)
         return None
 
     @staticmethod
