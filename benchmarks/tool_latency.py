@@ -188,7 +188,8 @@ def main() -> None:
 
     where = f"{args.env_actors} ToolEnv actor(s)" if args.env_actors else "the rollout worker's own tool runner"
     print(f"\n{args.episodes} episodes per level, one RolloutWorker (vLLM, tiny SFT'd model), tools through {where} "
-          f"to a tool server whose calls sleep {args.latency:g} s")
+          f"to the tool server (toolserver/app.py, max_concurrency {args.server_concurrency}) whose every call "
+          f"takes {args.latency:g} s")
     print(f"{'concurrent':>10} {'episodes/s':>10} {'calls/s':>8} {'calls/ep':>8} {'tool s/ep':>9} "
           f"{'calls x lat':>11} {'ratio':>6} {'gen s/ep':>8} {'server peak':>11} {'failed':>6}")
     ratios = {}
