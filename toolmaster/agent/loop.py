@@ -134,6 +134,11 @@ def run_episodes(policy, tasks: list[Task], env: Environment, runner: ToolRunner
         return ep
 
     async def main() -> list[Episode]:
-        return list(await asyncio.gather(*(one(i, t) for i, t in enumerate(tasks))))
+        from toolmaster.tools.base import close_async_clients
+
+        try:
+            return list(await asyncio.gather(*(one(i, t) for i, t in enumerate(tasks))))
+        finally:
+            await close_async_clients()
 
     return asyncio.run(main())

@@ -88,3 +88,12 @@ class ToolRunner:
 
     def close(self) -> None:
         self.sandbox.close()
+
+
+async def close_async_clients() -> None:
+    """Close the running loop's pooled HTTP sessions (before a loop that ran tool calls ends)."""
+    from toolmaster.tools.rest import close_async_client
+    from toolmaster.toolserver.client import close_async_clients as close_tool_server_clients
+
+    await close_tool_server_clients()
+    await close_async_client()

@@ -6,6 +6,7 @@ import os
 import re
 import weakref
 
+import aiohttp
 import httpx
 
 from toolmaster.tools.spec import RestExecutor, ToolResult
@@ -28,11 +29,13 @@ def _request(ex: RestExecutor, arguments: dict) -> tuple[dict | None, ToolResult
             "path": path}, None
 
 
-def _result(ex: RestExecutor, path: str, reply: httpx.Response | None, err: Exception | None) -> ToolResult:
+def _result(ex: RestExecutor, path: str, reply: tuple[int, str] | None, err: Exception | None) -> ToolResult:
+    """``reply`` is (status, body text); None with ``err`` when the request failed."""
     if reply is None:
         return ToolResult(False, f"error: {ex.method} {path} failed: {type(err).__name__}: {err}")
-    return ToolResult(reply.status_code == 200, reply.text if reply.status_code == 200
-                      else f"error: {ex.method} {path} answered {reply.status_code}: {reply.text[:300]}")
+    status, text = reply
+    return ToolResult(status == 200, text if status == 200
+                      else f"error: {ex.method} {path} answered {status}: {text[:300]}")
 
 
 def call_rest(ex: RestExecutor, arguments: dict) -> ToolResult:
@@ -44,27 +47,43 @@ def call_rest(ex: RestExecutor, arguments: dict) -> ToolResult:
         reply = httpx.request(**request, timeout=ex.timeout_s)
     except httpx.HTTPError as err:
         return _result(ex, path, None, err)
-    return _result(ex, path, reply, None)
+    return _result(ex, path, (reply.status_code, reply.text), None)
 
 
 async def acall_rest(ex: RestExecutor, arguments: dict) -> ToolResult:
-    """``call_rest`` awaited, on this event loop's pooled client."""
+    """``call_rest`` awaited, on this event loop's pooled session (aiohttp, as toolserver/client.py)."""
     request, error = _request(ex, arguments)
     if error:
         return error
     path = request.pop("path")
+    request["params"] = [(k, _plain(item)) for k, v in request["params"].items()
+                         for item in (v if isinstance(v, (list, tuple)) else [v])]
     try:
-        reply = await _async_client().request(**request, timeout=ex.timeout_s)
-    except httpx.HTTPError as err:
+        async with _async_client().request(**request, timeout=aiohttp.ClientTimeout(total=ex.timeout_s)) as reply:
+            answer = reply.status, await reply.text()
+    except (aiohttp.ClientError, asyncio.TimeoutError) as err:
         return _result(ex, path, None, err)
-    return _result(ex, path, reply, None)
+    return _result(ex, path, answer, None)
 
 
-_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]" = weakref.WeakKeyDictionary()
+async def close_async_client() -> None:
+    session = _sessions.pop(asyncio.get_running_loop(), None)
+    if session is not None:
+        await session.close()
 
 
-def _async_client() -> httpx.AsyncClient:
+def _plain(value) -> str:
+    """A query value as httpx writes it (the blocking path), for aiohttp, which takes only strings and numbers."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+_sessions: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession]" = weakref.WeakKeyDictionary()
+
+
+def _async_client() -> aiohttp.ClientSession:
     loop = asyncio.get_running_loop()
-    if loop not in _clients:
-        _clients[loop] = httpx.AsyncClient()
-    return _clients[loop]
+    if loop not in _sessions or _sessions[loop].closed:
+        _sessions[loop] = aiohttp.ClientSession()
+    return _sessions[loop]

@@ -114,9 +114,8 @@ class _Worker:
             if remaining <= 0:
                 return None
             try:
-                async with asyncio.timeout(remaining):
-                    await _ready(loop, fd, write=False)
-            except TimeoutError:
+                await asyncio.wait_for(_ready(loop, fd, write=False), remaining)
+            except asyncio.TimeoutError:
                 return None
             chunk = os.read(fd, 1 << 16)  # readable: does not block
             if not chunk:

@@ -123,8 +123,13 @@ def test_tool_server_calls_overlap_on_the_pooled_client_up_to_its_limit():
     runner = ToolRunner(SandboxPool(workers=1))
     try:
         async def main(tool, n):
+            from toolmaster.tools.base import close_async_clients
+
             await runner.arun(tool, {"q": -1})  # the connection pool is warm
-            return await _timed(*(runner.arun(tool, {"q": i}) for i in range(n)))
+            try:
+                return await _timed(*(runner.arun(tool, {"q": i}) for i in range(n)))
+            finally:
+                await close_async_clients()
 
         results, wide = asyncio.run(main(_virtual_tool(server.url), 32))
         assert all(r.ok for r in results)
