@@ -33,8 +33,6 @@ async def sdk_toolworld_agent(task: dict, client, model: str) -> dict:
     (the same tool runner, the same observation for an unreadable or empty turn): the model reads the same
     observations as in the native loop, so with the per-episode seeds both sides sample the same episodes
     and the ratio is the endpoint's own cost."""
-    import asyncio
-
     from toolmaster.agent.episode import Episode
     from toolmaster.agent.loop import take_turn
     from toolmaster.config import build_config
@@ -59,7 +57,7 @@ async def sdk_toolworld_agent(task: dict, client, model: str) -> dict:
             "<tool_call>" + json.dumps({"name": c.function.name, "arguments": json.loads(c.function.arguments)})
             + "</tool_call>" for c in message.tool_calls or [])
         before = len(shadow.messages)
-        await asyncio.to_thread(take_turn, shadow, native, text, runner, tracker)
+        await take_turn(shadow, native, text, runner, tracker)
         if shadow.done:
             break
         observations = [m["content"] for m in shadow.messages[before + 1:]]

@@ -58,12 +58,12 @@ def fault_injection_hook() -> None:
 
     take_turn = loop.take_turn
 
-    def take_turn_and_probe(episode, task, text, runner, tracker):
-        take_turn(episode, task, text, runner, tracker)
+    async def take_turn_and_probe(episode, task, text, runner, tracker):
+        await take_turn(episode, task, text, runner, tracker)
         first_turn = sum(m["role"] == "assistant" for m in episode.messages) == 1
         if task.metadata.get("probe_first_tool") and first_turn and not episode.done:
             tool = task.tools[0]
-            result = runner.run(tool, {p: "x" for p in tool.schema["parameters"].get("required", [])})
+            result = await runner.arun(tool, {p: "x" for p in tool.schema["parameters"].get("required", [])})
             episode.messages.append({"role": "tool", "content": result.content})
 
     loop.take_turn = take_turn_and_probe

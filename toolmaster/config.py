@@ -161,6 +161,8 @@ class ToolServerConfig(Section):
     max_body_bytes: int = Field(1 << 20, ge=1024, description="larger request bodies are a 413")
     max_tool_input_chars: int = Field(65536, ge=16, description="a larger tool_input (as JSON) is a 413")
     timeout_s: float = Field(30.0, gt=0, description="client timeout per call")
+    client_max_connections: int = Field(256, ge=1, description="connections each process's pooled client keeps "
+                                        "to the server; calls beyond wait for one")
 
     @model_validator(mode="after")
     def _backends_configured(self) -> "ToolServerConfig":
@@ -280,7 +282,8 @@ class EnvConfig(Section):
 
 
 class SandboxConfig(Section):
-    workers: int = Field(2, ge=1)
+    workers: int = Field(8, ge=1, description="most sandbox template processes per pool (a rollout worker's, an "
+                         "env actor's); each serves one call at a time and starts when a call finds none idle")
     timeout_s: float = Field(10.0, gt=0, description="wall-clock limit per tool call")
     memory_mb: int = Field(1024, ge=128, description="address-space cap of a sandbox process")
     output_chars: int = Field(2000, ge=64, description="observations are cut to this many characters")
@@ -344,6 +347,8 @@ class EnvActorsConfig(Section):
     num_actors: int = Field(0, ge=0, description="ToolEnv actors for rollouts; 0 runs tools in each rollout worker")
     num_cpus_per_actor: float = Field(0.25, gt=0)
     resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources per actor")
+    max_concurrency: int = Field(1000, ge=1, description="calls one actor serves at once (an async actor: "
+                                 "sandbox calls queue for its templates, HTTP calls for the client's pool)")
 
 
 class EngineConfig(Section):

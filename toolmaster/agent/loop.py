@@ -34,8 +34,9 @@ class Policy(Protocol):
         """One assistant turn for each request."""
 
 
-def take_turn(episode: Episode, task: Task, text: str, runner: ToolRunner, tracker: EpisodeStats) -> None:
-    """Apply one assistant turn to an episode: parse it, run its calls, append the observations."""
+async def take_turn(episode: Episode, task: Task, text: str, runner: ToolRunner, tracker: EpisodeStats) -> None:
+    """Apply one assistant turn to an episode: parse it, run its calls (awaited, in order), append the
+    observations."""
     parsed = parse_turn(text, task.schemas)
     episode.messages.append({"role": "assistant", "content": text})
     tracker.record_turn(parsed.experience is not None, len(parsed.format_errors))
@@ -47,7 +48,7 @@ def take_turn(episode: Episode, task: Task, text: str, runner: ToolRunner, track
             if isinstance(tool.executor, FinishExecutor):  # StableToolBench's convention ends the episode
                 _finish(episode, item.arguments)
                 return
-            result = runner.run(tool, item.arguments)
+            result = await runner.arun(tool, item.arguments)
             tracker.record_call(item.name, result.ok)
         else:  # a call that could not be read: the agent sees why
             result = ToolResult(False, item.render())
@@ -82,7 +83,9 @@ async def _respond(policy, request: TurnRequest) -> str | None:
 
 async def run_episode(policy, task: Task, env: Environment, runner: ToolRunner, *, episode_id: str, max_turns: int,
                       trial: bool = True, reward_weights=None, system_prompt: str | None = None) -> Episode:
-    """One episode to its end. Tool calls run off the event loop, so concurrent episodes overlap them."""
+    """One episode to its end. Tool calls are awaited (``runner.arun``), so concurrent episodes overlap them;
+    ``timings["tools"]`` is every second from a parsed turn to its observations, queueing for a sandbox
+    template, an HTTP connection or an environment actor included."""
     episode = Episode(episode_id=episode_id, task_id=task.id, tools=task.schemas,
                       messages=build_messages(task.question, trial, system_prompt))
     tracker = EpisodeStats()
@@ -96,7 +99,7 @@ async def run_episode(policy, task: Task, env: Environment, runner: ToolRunner, 
                 episode.finish_reason = "context_limit"
                 break
             stage, start = "tool", time.perf_counter()
-            await asyncio.to_thread(take_turn, episode, task, text, runner, tracker)
+            await take_turn(episode, task, text, runner, tracker)
             timings["tools"] += time.perf_counter() - start
             if episode.done:
                 break
@@ -104,8 +107,7 @@ async def run_episode(policy, task: Task, env: Environment, runner: ToolRunner, 
             episode.finish_reason = "max_turns"
         episode.stats = tracker.summary()
         stage, start = "grader", time.perf_counter()
-        episode.grade, episode.judgments, episode.rewards = await asyncio.to_thread(runner.score, env, task, episode,
-                                                                                    reward_weights)
+        episode.grade, episode.judgments, episode.rewards = await runner.ascore(env, task, episode, reward_weights)
         timings["score"] = time.perf_counter() - start
         episode.correct = episode.grade is not None and episode.grade >= 1.0
     except Exception as err:  # noqa: BLE001 — the episode records it; the step goes on
@@ -132,6 +134,11 @@ def run_episodes(policy, tasks: list[Task], env: Environment, runner: ToolRunner
         return ep
 
     async def main() -> list[Episode]:
-        return list(await asyncio.gather(*(one(i, t) for i, t in enumerate(tasks))))
+        from toolmaster.tools.base import close_async_clients
+
+        try:
+            return list(await asyncio.gather(*(one(i, t) for i, t in enumerate(tasks))))
+        finally:
+            await close_async_clients()
 
     return asyncio.run(main())

@@ -89,7 +89,8 @@ def query_to_task(query: dict, group: str, server_cfg, max_observation_length: i
         # standardize(api_name))); the category as written
         executor = VirtualApiExecutor(url, api["category_name"], standardize(api["tool_name"]),
                                       api_key(api["api_name"]), key=server_cfg.key, timeout_s=server_cfg.timeout_s,
-                                      max_observation_chars=max_observation_length)
+                                      max_observation_chars=max_observation_length,
+                                      max_connections=server_cfg.client_max_connections)
         tools.append(Tool(schema, executor))
     tools.append(FINISH)
     return Task(id=f"{group}:{query['query_id']}", question=query["query"], tools=tuple(tools), reference="",

@@ -52,7 +52,8 @@ def load_tools(cfg, server_cfg) -> list[Tool]:
     for op in openapi_operations(json.loads(spec_path.read_text()), tool_name):
         executor = (RestExecutor(cfg.base_url, op["method"], op["path"], cfg.api_key_env) if live else
                     VirtualApiExecutor(url, op["category_name"], tool_name, op["api_name"], key=server_cfg.key,
-                                       timeout_s=server_cfg.timeout_s))
+                                       timeout_s=server_cfg.timeout_s,
+                                       max_connections=server_cfg.client_max_connections))
         tools.append(Tool(operation_schema(op), executor))
     return tools
 

@@ -29,6 +29,7 @@ class VirtualApiExecutor:
     key: str = ""
     timeout_s: float = 30.0
     max_observation_chars: int | None = None  # StableToolBench's truncation (toolserver/client.py); None: uncut
+    max_connections: int = 256  # the pooled client's connections to this server (toolserver.client_max_connections)
 
 
 @dataclass(frozen=True)

@@ -61,10 +61,10 @@ def test_garbage_sandbox_replies_and_raising_runners_end_only_their_episode(cfg,
         return f'<tool_call>{json.dumps({"name": t.name, "arguments": args})}</tool_call>'
 
     class Runner(ToolRunner):
-        def run(self, tool, arguments):
+        async def arun(self, tool, arguments):
             if tool.name == tasks[1].tools[0].name:
                 raise ConnectionError("tool server went away")
-            return super().run(tool, arguments)
+            return await super().arun(tool, arguments)
 
     class Env(type(env)):
         def grade(self, task, episode):

@@ -142,7 +142,7 @@ def test_observations_are_cut_as_stabletoolbenchs_inference_cuts_them(monkeypatc
     long = "é" * 1500
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json={"error": "", "response": long}))
     monkeypatch.setattr(client_module, "_client",
-                        lambda url, timeout: httpx.Client(base_url=url, transport=transport))
+                        lambda url, timeout, *_: httpx.Client(base_url=url, transport=transport))
     result = client_module.call_virtual("http://tools", "Travel", "sky_tides", "get_tide_times", {},
                                         max_observation_chars=1024)
     full = json.dumps({"error": "", "response": long})  # rapidapi.py: json.dumps(response), ASCII escapes
