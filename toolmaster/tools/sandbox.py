@@ -96,13 +96,9 @@ class _Worker:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not sel.select(remaining):
                     return None
-                chunk = os.read(fd, 1 << 16)
-                if not chunk:
-                    self.eof = True
+                if not self._take(fd):
                     return None
-                self._buffer += chunk.decode("utf-8", errors="replace")
-        line, self._buffer = self._buffer.split("\n", 1)
-        return line
+        return self._next_line()
 
     async def _aread_line(self, timeout_s: float) -> str | None:
         """``_read_line`` awaited: the loop wakes this call when the template has written."""
@@ -117,11 +113,20 @@ class _Worker:
                 await asyncio.wait_for(_ready(loop, fd, write=False), remaining)
             except asyncio.TimeoutError:
                 return None
-            chunk = os.read(fd, 1 << 16)  # readable: does not block
-            if not chunk:
-                self.eof = True
+            if not self._take(fd):  # readable: does not block
                 return None
-            self._buffer += chunk.decode("utf-8", errors="replace")
+        return self._next_line()
+
+    def _take(self, fd: int) -> bool:
+        """Append what the template wrote to the buffer; False at end of file."""
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            self.eof = True
+            return False
+        self._buffer += chunk.decode("utf-8", errors="replace")
+        return True
+
+    def _next_line(self) -> str:
         line, self._buffer = self._buffer.split("\n", 1)
         return line
 

@@ -27,6 +27,7 @@ import threading
 from pathlib import Path
 
 from toolmaster.config_base import ConfigError
+from toolmaster.toolserver.names import standardize
 
 log = logging.getLogger("toolmaster.toolserver")
 
@@ -56,10 +57,7 @@ _UPSTREAM_NOT_WORD = re.compile("[^\\u4e00-\\u9fa5^a-z^A-Z^0-9^_]")  # its class
 
 
 def upstream_standardize(string: str) -> str:
-    string = re.sub(r"(_)\1+", "_", _UPSTREAM_NOT_WORD.sub("_", string)).lower().strip("_")
-    if string and string[0].isdigit():
-        string = "get_" + string
-    return string
+    return standardize(string, _UPSTREAM_NOT_WORD)
 
 
 def upstream_change_name(name: str) -> str:

@@ -8,9 +8,10 @@ _RESERVED = {"from", "class", "return", "false", "true", "id", "and"}  # Python-
 MAX_FUNCTION_NAME = 64  # OpenAI's limit on function names
 
 
-def standardize(name: str) -> str:
-    """Lower-case identifier: other characters become "_", runs collapse, ends are stripped, no leading digit."""
-    out = re.sub(r"_+", "_", _NOT_WORD.sub("_", name)).lower().strip("_")
+def standardize(name: str, not_word: re.Pattern = _NOT_WORD) -> str:
+    """Lower-case identifier: other characters (``not_word``) become "_", runs collapse, ends are stripped, no
+    leading digit."""
+    out = re.sub(r"_+", "_", not_word.sub("_", name)).lower().strip("_")
     if out and out[0].isdigit():
         out = "get_" + out
     return out
